@@ -1,0 +1,161 @@
+/* The session actor's private parts, shared by its files (no other actor
+ * includes this header):
+ *
+ *   session.c  the actor: sockets, the one zloop, bus dispatch, timers,
+ *              idle exit, drain on STOP / SIGTERM
+ *   inbound.c  INBOUND: refuse another user's, persist, then ACCEPTED
+ *   turn.c     the debounced turn: MERGED, opt-out keywords, the durable
+ *              steps of an answer, resume after a crash
+ *   reply.c    offers waiting for the gateway's verdict, verdicts, re-offers
+ *   answer.c   what the session says (the help text; the agent replaces it)
+ *
+ * Everything runs on the loop's one thread; no function here blocks on the
+ * network, only on the store. */
+#ifndef SOUK_SESSION_H
+#define SOUK_SESSION_H
+
+#include "souk/actor.h"
+#include "souk/config.h"
+#include "souk/proto.h"
+#include "souk/store.h"
+#include "souk/twilio.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* A turn holds at most this many messages: a user who never pauses still
+ * gets an answer every TURN_MAX messages, and after a crash the pending
+ * messages are exactly one turn. */
+#define SESSION_TURN_MAX 16
+/* Nor does a turn wait longer than this many debounce windows. */
+#define SESSION_TURN_AGE_WINDOWS 4
+/* How long to wait for IDLE_OK before deciding alone. */
+#define SESSION_IDLE_WAIT_MS 3000
+/* Without a verdict, an offer is made again after the reply budget plus
+ * this; the wait doubles up to SESSION_REOFFER_MAX_MS. */
+#define SESSION_REOFFER_GRACE_MS 2000
+#define SESSION_REOFFER_MAX_MS 30000
+
+/* One message of the current turn, as accepted. */
+typedef struct {
+    char *msg_sid;
+    char *request_id;     /* the gateway's, for logs; "" on resume */
+    char *body;
+    uint64_t num_media;
+} session_msg_t;
+
+/* An offer the gateway has not given its verdict on yet. */
+typedef struct session_offer {
+    struct session_offer *next;
+    char *key;            /* outbox key, "r:<msg_sid>" */
+    char *msg_sid;
+    int64_t due_ms;       /* monotonic: offer again then */
+    int64_t wait_ms;      /* current re-offer interval */
+} session_offer_t;
+
+typedef struct {
+    const souk_config_t *cfg;
+    char waid[TWILIO_WAID_MAX_DIGITS + 1];
+    char masked[TWILIO_WAID_MAX_DIGITS + 8]; /* the waid as logs may show it */
+    souk_actor_t *actor;
+    store_t *store;
+    zsock_t *gateway;     /* DEALER, identity = waid, to the sessions ROUTER */
+    zsock_t *sender;      /* PUSH to the sender's PULL */
+    zsock_t *tools;       /* DEALER connected to every tool actor */
+    zsock_t *monitor;     /* PAIR: socket events of `gateway` */
+    zloop_t *loop;
+    int timer_id;         /* the one wake-up timer; -1 when none */
+    int64_t timer_due;    /* monotonic time it fires */
+
+    session_msg_t turn[SESSION_TURN_MAX];
+    size_t turn_len;
+    int64_t turn_first_ms, turn_last_ms; /* monotonic */
+
+    session_offer_t *offers;
+
+    uint64_t handled;     /* INBOUND messages handled */
+    int64_t last_msg_ms;  /* monotonic; the idle clock */
+    int64_t idle_asked_ms; /* IDLE sent at; 0: not asked */
+    bool gateway_lost;    /* disconnected since the last connect */
+    bool draining;
+    int64_t drain_deadline_ms;
+    int exit_code;        /* 0, or 1 after a failure that ends the loop */
+} session_t;
+
+/* ---- session.c ---------------------------------------------------------- */
+
+/* Sends `m` to the gateway; logs a failure. */
+int session_send_gateway(session_t *self, const souk_msg_t *m);
+/* Arms the one timer for the earliest thing that is due. */
+void session_schedule(session_t *self);
+/* Whether the session still owes anything: a turn or an unanswered offer. */
+bool session_busy(const session_t *self);
+/* The store failed where going on could lose or double a message: logs it
+ * and ends the loop with exit code 1. The supervisor restarts the session,
+ * which resumes from the store, and the gateway delivers again what was
+ * not acknowledged. */
+void session_fail(session_t *self, const char *what, int rc);
+
+/* ---- inbound.c ---------------------------------------------------------- */
+
+/* Handles one INBOUND (the caller clears `in` afterwards). */
+void session_inbound_handle(session_t *self, const souk_inbound_t *in);
+/* The idempotent rest of persisting a message after its row: the user
+ * record and the history entry. profile, from and media_json may be NULL
+ * (kept as stored). Returns SOUK_OK or the store's error. */
+int session_inbound_touch(session_t *self, const char *msg_sid, const char *body,
+                          const char *profile, const char *from, const char *media_json,
+                          int64_t received_ms);
+
+/* ---- turn.c ------------------------------------------------------------- */
+
+/* Adds an accepted message to the current turn (copies what it needs).
+ * Returns SOUK_OK or SOUK_ENOMEM. */
+int session_turn_add(session_t *self, const char *msg_sid, const char *request_id,
+                     const char *body, uint64_t num_media);
+/* Whether `msg_sid` is in the current turn. */
+bool session_turn_has(const session_t *self, const char *msg_sid);
+/* Monotonic time the current turn is due; 0 when there is no turn. */
+int64_t session_turn_due(const session_t *self);
+/* Runs the current turn to its REPLY_OFFER and empties it. */
+void session_turn_run(session_t *self);
+/* Start-up: answers the messages a crash left pending, as turns. */
+int session_turn_resume(session_t *self);
+/* Frees the turn's messages. */
+void session_turn_clear(session_t *self);
+
+/* ---- reply.c ------------------------------------------------------------ */
+
+/* Sends REPLY_OFFER for an outbox row and waits for its verdict. */
+void session_reply_offer(session_t *self, const char *msg_sid, const char *key,
+                         const char *body);
+/* Sends the empty REPLY_OFFER: "nothing to say to this message" (the
+ * gateway answers <Response/>, no verdict follows). */
+void session_reply_none(session_t *self, const char *msg_sid);
+/* Records the gateway's verdict. */
+void session_reply_verdict(session_t *self, const souk_reply_verdict_t *v);
+/* Offers again whatever is due (or everything, when `all`). */
+void session_reply_reoffer(session_t *self, bool all);
+/* Start-up: offers again the rows a crash left offered. */
+int session_reply_resume(session_t *self);
+/* Monotonic time the next re-offer is due; 0 when none is waiting. */
+int64_t session_reply_due(const session_t *self);
+/* Frees the list of waiting offers. */
+void session_reply_clear(session_t *self);
+
+/* ---- answer.c ----------------------------------------------------------- */
+
+/* What a turn hands to the answer: the user's messages, oldest first. */
+typedef struct {
+    const char *waid;
+    const char *profile_name;    /* may be NULL */
+    const session_msg_t *msgs;
+    size_t n;
+    store_t *store;              /* for an answer that reads history or stock */
+} session_turn_t;
+
+/* The reply to a turn. Returns a malloc'd UTF-8 text the caller frees, ""
+ * for "say nothing", or NULL when out of memory. */
+char *session_answer(const session_turn_t *turn);
+
+#endif

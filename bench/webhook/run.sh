@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Webhook benchmark (issue 3): messages/s and latency through the whole path
+# (signature check, dedupe, session actor, SQLite persistence, reply) with
+# 1,000 distinct users, beside nginx answering a fixed TwiML (the HTTP
+# ceiling here) and a minimal FastAPI + uvicorn app doing the signature check
+# and a TwiML echo with no persistence. All over loopback, same machine, same
+# run. Usage: bench/webhook/run.sh [SECONDS]   (figures go to stdout)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS="${1:-10}"
+SOUK_SETUP_EXTRA="nginx python3-fastapi python3-uvicorn python3-multipart" ./scripts/setup
+./scripts/build build-release -Dbuildtype=release
+TOKEN=0123456789abcdef0123456789abcdef
+PUBLIC=https://bench.example.org
+WORK=$(mktemp -d /tmp/skb-XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.5; rm -rf "$WORK"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; return 1; }
+report() { # name, wrk output file
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' "$2")
+  p50=$(awk '$1=="50%" {print $2}' "$2")
+  p99=$(awk '$1=="99%" {print $2}' "$2")
+  printf '%-34s %12s req/s   p50 %8s   p99 %8s\n' "$1" "$rps" "$p50" "$p99"
+}
+
+python3 bench/webhook/gen_requests.py "$WORK/steady.lua" 400000 1000 "$TOKEN" "$PUBLIC"
+python3 bench/webhook/gen_requests.py "$WORK/first.lua" 20000 0 "$TOKEN" "$PUBLIC" --first
+
+# --- souk
+PORT=$(free_port)
+SOUK_DATA="$WORK/d" SOUK_PORT=$PORT SOUK_LISTEN=lo SOUK_PUBLIC_URL=$PUBLIC TWILIO_AUTH_TOKEN=$TOKEN \
+SOUK_DEBOUNCE_MS=0 SOUK_LOG_LEVEL=warn SOUK_SESSIONS_MAX=50000 SOUK_SESSION_IDLE_S=3600 \
+  build-release/souk serve >"$WORK/souk.log" 2>&1 &
+wait_http "http://127.0.0.1:$PORT/readyz"
+# first messages: every request spawns a session actor
+wrk -t1 -c16 -d5s --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/first.lua" >"$WORK/first.txt"
+report "souk first message (spawn)" "$WORK/first.txt"
+# warm: every one of the 1,000 users has a live session
+wrk -t1 -c32 -d3s -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/steady.lua" >/dev/null
+wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/steady.lua" >"$WORK/souk.txt"
+report "souk (1,000 users, c=64)" "$WORK/souk.txt"
+# latency at about half the maximum rate: fewer connections, closed loop
+wrk -t1 -c4 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/steady.lua" >"$WORK/souk-half.txt"
+report "souk (1,000 users, c=4)" "$WORK/souk-half.txt"
+build-release/souk status --json >/dev/null 2>&1 || true
+kill %1; wait %1 2>/dev/null || true
+
+# --- nginx: fixed TwiML
+NPORT=$(free_port)
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $WORK/nginx/pid; error_log $WORK/nginx/error.log;
+events { worker_connections 1024; }
+http { access_log off;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+  server { listen 127.0.0.1:$NPORT;
+    location / { default_type text/xml;
+      return 200 '<?xml version="1.0" encoding="UTF-8"?><Response><Message>hi</Message></Response>'; } } }
+CONF
+nginx -c "$WORK/nginx/nginx.conf" &
+wait_http "http://127.0.0.1:$NPORT/"
+wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$NPORT" -- "$WORK/steady.lua" >"$WORK/nginx.txt"
+report "nginx fixed TwiML (c=64)" "$WORK/nginx.txt"
+kill %2 2>/dev/null; wait %2 2>/dev/null || true
+
+# --- FastAPI + uvicorn: signature check + echo, no persistence
+FPORT=$(free_port)
+TWILIO_AUTH_TOKEN=$TOKEN PUBLIC_URL=$PUBLIC python3 -m uvicorn --app-dir bench/webhook fastapi_echo:app \
+  --host 127.0.0.1 --port "$FPORT" --log-level warning &
+wait_http "http://127.0.0.1:$FPORT/docs"
+wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$FPORT" -- "$WORK/steady.lua" >"$WORK/fastapi.txt"
+report "FastAPI+uvicorn echo (c=64)" "$WORK/fastapi.txt"

@@ -1,0 +1,302 @@
+/* `souk import FILE [--dry-run] [--if-empty] [--format csv|json|jsonl]`:
+ * loads a catalogue file into the store, all or nothing, then rebuilds the
+ * search index that running actors pick up without a restart.
+ *
+ * The file is read and validated whole first (souk/catalog.h); one rejected
+ * record and nothing is written: every problem is printed with its line and
+ * the command exits 1. Otherwise every row goes to the store in one
+ * store_product_upsert (one transaction), so a crash at any point leaves
+ * either the old catalogue or the new one, never a mix. Rows are upserted by
+ * SKU; products the file does not name are left as they are.
+ *
+ * Exit: 0 imported (or, with --if-empty, nothing to do), 1 rejected records
+ * or a failure, 2 usage.
+ *
+ * Test hook: SOUK_IMPORT_CRASH=before-commit makes the process kill itself
+ * (SIGKILL) inside SQLite right before the import's transaction commits. */
+#include "cli.h"
+#include "souk/catalog.h"
+#include "souk/error.h"
+#include "souk/search.h"
+#include "souk/store.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROGRESS_MIN_BYTES (1 << 20)     /* smaller files need no progress bar */
+#define PROGRESS_REDRAW_S 0.1
+#define BAR_WIDTH 30
+
+typedef struct {
+    const char *path;
+    catalog_format_t format;
+    bool dry_run, if_empty;
+} import_args_t;
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t s_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- progress on a terminal --------------------------------------------------- */
+
+typedef struct {
+    bool on;
+    double last;
+} progress_t;
+
+static void s_progress_parse(void *arg, size_t done, size_t total, size_t records)
+{
+    progress_t *pg = arg;
+    double now = s_now();
+    if (!pg->on || (now - pg->last < PROGRESS_REDRAW_S && done < total))
+        return;
+    pg->last = now;
+    int fill = total ? (int)((double)done / (double)total * BAR_WIDTH) : BAR_WIDTH;
+    char bar[BAR_WIDTH + 1];
+    for (int i = 0; i < BAR_WIDTH; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[BAR_WIDTH] = '\0';
+    fprintf(stderr, "\r\033[Kreading [%s] %3d%%  %zu records", bar,
+            total ? (int)(100.0 * (double)done / (double)total) : 100, records);
+}
+
+static void s_progress_phase(const progress_t *pg, const char *text, size_t n)
+{
+    if (pg->on)
+        fprintf(stderr, "\r\033[K%s %zu products...", text, n);
+}
+
+static void s_progress_end(const progress_t *pg)
+{
+    if (pg->on)
+        fprintf(stderr, "\r\033[K");
+}
+
+/* ---- the crash hook for tests ---------------------------------------------------- */
+
+static volatile sig_atomic_t s_crash_armed;
+
+static int s_crash_on_commit(void *arg)
+{
+    (void)arg;
+    if (s_crash_armed)
+        raise(SIGKILL);
+    return 0;
+}
+
+static int s_crash_install(sqlite3 *db, char **err, const void *api)
+{
+    (void)err, (void)api;
+    sqlite3_commit_hook(db, s_crash_on_commit, NULL);
+    return SQLITE_OK;
+}
+
+static void s_crash_hook_setup(void)
+{
+    const char *when = getenv("SOUK_IMPORT_CRASH");
+    if (when && strcmp(when, "before-commit") == 0)
+        sqlite3_auto_extension((void (*)(void))s_crash_install);
+}
+
+/* ---- steps ------------------------------------------------------------------------ */
+
+static int s_usage(void)
+{
+    fprintf(stderr, "usage: souk import FILE [--dry-run] [--if-empty] [--format csv|json|jsonl]\n");
+    return 2;
+}
+
+static int s_parse_args(int argc, char **argv, import_args_t *a)
+{
+    *a = (import_args_t) { .format = CATALOG_AUTO };
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--dry-run") == 0)
+            a->dry_run = true;
+        else if (strcmp(argv[i], "--if-empty") == 0)
+            a->if_empty = true;
+        else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc
+                 && catalog_format_parse(argv[i + 1], &a->format) == SOUK_OK)
+            i++;
+        else if ((argv[i][0] == '-' && argv[i][1]) || a->path)
+            return SOUK_EINVAL;
+        else
+            a->path = argv[i];
+    }
+    return a->path ? SOUK_OK : SOUK_EINVAL;
+}
+
+static store_t *s_store_open(const souk_config_t *cfg)
+{
+    store_t *store = NULL;
+    char err[512];
+    if (store_open(cfg->store, cfg->data_dir, NULL, &store, err, sizeof err) != SOUK_OK)
+        fprintf(stderr, "souk import: cannot open the store: %s\n", err);
+    return store;
+}
+
+/* Counts the file's products the store already has. */
+typedef struct {
+    const catalog_t *cat;
+    size_t updated;
+} known_t;
+
+static int s_count_known(const store_product_t *p, void *arg)
+{
+    known_t *k = arg;
+    if (catalog_find(k->cat, p->sku) >= 0)
+        k->updated++;
+    return 0;
+}
+
+static int s_report_problems(const import_args_t *a, const catalog_t *cat)
+{
+    for (size_t i = 0; i < cat->n_problems; i++) {
+        if (cat->problems[i].line)
+            fprintf(stderr, "line %zu: %s\n", cat->problems[i].line, cat->problems[i].reason);
+        else
+            fprintf(stderr, "%s: %s\n", a->path, cat->problems[i].reason);
+    }
+    size_t rejected = cat->records - cat->n_rows;
+    fprintf(stderr, "souk import: %s: %zu of %zu records rejected; nothing %s\n", a->path, rejected,
+            cat->records, a->dry_run ? "would be imported" : "imported");
+    return 1;
+}
+
+/* Whether the catalogue is empty: 1 yes, 0 no, -1 error. */
+static int s_store_empty(store_t *store)
+{
+    int64_t n = 0;
+    int rc = store_product_count(store, &n);
+    if (rc != SOUK_OK) {
+        fprintf(stderr, "souk import: cannot count products: %s\n", store_last_error(store));
+        return -1;
+    }
+    if (n > 0)
+        fprintf(stderr, "souk import: the catalogue has %lld products; --if-empty imports nothing\n",
+                (long long)n);
+    return n == 0;
+}
+
+static int s_write(store_t *store, const catalog_t *cat, const progress_t *pg)
+{
+    s_progress_phase(pg, "writing", cat->n_rows);
+    s_crash_armed = 1;
+    size_t bad = 0;
+    int rc = store_product_upsert(store, cat->rows, cat->n_rows, &bad);
+    s_crash_armed = 0;
+    if (rc == SOUK_EINVAL && bad < cat->n_rows) {
+        s_progress_end(pg);
+        fprintf(stderr, "line %zu: refused by the store\n", cat->lines[bad]);
+    }
+    if (rc != SOUK_OK) {
+        s_progress_end(pg);
+        fprintf(stderr, "souk import: nothing imported: %s (%s)\n", souk_strerror(rc),
+                store_last_error(store));
+        return 1;
+    }
+    return 0;
+}
+
+static int s_reindex(const souk_config_t *cfg, store_t *store, const progress_t *pg,
+                     search_build_stats_t *st)
+{
+    char err[512] = "";
+    s_progress_phase(pg, "indexing", 0);
+    int rc = search_build_index(store, cfg->data_dir, NULL, st, err, sizeof err);
+    s_progress_end(pg);
+    if (rc != SOUK_OK) {
+        fprintf(stderr, "souk import: the products are imported, but the search index was not "
+                        "rebuilt: %s (%s); run the import again\n", err, souk_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+/* The dry run must write nothing, not even a new database. */
+static bool s_store_exists(const souk_config_t *cfg)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/souk.db", cfg->data_dir);
+    return strcmp(cfg->store, "sqlite") != 0 || stat(path, &st) == 0;
+}
+
+int cli_import(souk_config_t *cfg, int argc, char **argv)
+{
+    import_args_t a;
+    if (s_parse_args(argc, argv, &a) != SOUK_OK)
+        return s_usage();
+    s_crash_hook_setup();
+    store_t *store = NULL;
+    catalog_t *cat = NULL;
+    int rc = 1;
+    if (!(a.dry_run && !s_store_exists(cfg)) && !(store = s_store_open(cfg)))
+        goto cleanup;
+    if (a.if_empty && store && (rc = s_store_empty(store)) != 1) {
+        rc = rc < 0;
+        goto cleanup;
+    }
+    rc = 1;
+
+    struct stat fst;
+    progress_t pg = { .on = isatty(STDERR_FILENO) && stat(a.path, &fst) == 0
+                            && fst.st_size >= PROGRESS_MIN_BYTES };
+    catalog_options_t opt = { .format = a.format, .now_ms = s_wall_ms(),
+                              .progress = s_progress_parse, .progress_arg = &pg };
+    char err[512];
+    double t0 = s_now();
+    if (catalog_load(a.path, &opt, &cat, err, sizeof err) != SOUK_OK) {
+        s_progress_end(&pg);
+        fprintf(stderr, "souk import: %s\n", err);
+        goto cleanup;
+    }
+    s_progress_end(&pg);
+    if (cat->n_problems) {
+        rc = s_report_problems(&a, cat);
+        goto cleanup;
+    }
+    known_t known = { .cat = cat };
+    if (store && store_product_each(store, s_count_known, &known) != SOUK_OK) {
+        fprintf(stderr, "souk import: cannot read the catalogue: %s\n", store_last_error(store));
+        goto cleanup;
+    }
+    size_t n = cat->n_rows, added = n - known.updated;
+    if (a.dry_run) {
+        printf("dry run: %zu products valid (%zu new, %zu updated); nothing written\n", n, added,
+               known.updated);
+        rc = 0;
+        goto cleanup;
+    }
+    double t1 = s_now();
+    if (s_write(store, cat, &pg) != 0)
+        goto cleanup;
+    double t2 = s_now();
+    printf("imported %zu products (%zu new, %zu updated)\n", n, added, known.updated);
+    fflush(stdout);
+    search_build_stats_t st = { 0 };
+    rc = s_reindex(cfg, store, &pg, &st);
+    double t3 = s_now();
+    fprintf(stderr, "souk import: read %.2f s, written %.2f s, search index of %zu products %.2f s;"
+                    " %.0f products/s\n", t1 - t0, t2 - t1, st.products, t3 - t2,
+            (double)n / (t3 - t0 > 0 ? t3 - t0 : 1e-9));
+cleanup:
+    catalog_destroy(&cat);
+    store_close(&store);
+    return rc;
+}

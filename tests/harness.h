@@ -1,0 +1,84 @@
+/* End-to-end test harness: a real `souk serve` in its own data folder on a
+ * free loopback port, webhooks signed exactly as Twilio signs them, the
+ * events stream, and `souk status --json`.
+ *
+ * Every function asserts nothing itself; it returns what happened so the
+ * test states its expectations. Phone numbers here are test numbers. */
+#ifndef SOUK_TEST_HARNESS_H
+#define SOUK_TEST_HARNESS_H
+
+#include <czmq.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "souk/proto.h"
+
+#define HARNESS_TOKEN "0123456789abcdef0123456789abcdef"
+#define HARNESS_PUBLIC_URL "https://shop.example.org"
+
+typedef struct {
+    char data[64];         /* /tmp/sk-XXXXXX */
+    char run[96];
+    int port;
+    pid_t pid;             /* souk serve */
+    int exit_status;       /* after harness_stop: the wait status */
+    zsock_t *events;       /* SUB to the events endpoint */
+    char log_path[128];
+} harness_t;
+
+typedef struct {
+    long status;           /* HTTP status; 0 when the request failed */
+    char answer[16];       /* X-Souk-Answer: inline | later | none */
+    char *body;            /* response body (caller frees with harness_reply_clear) */
+    char *message;         /* text of the first TwiML <Message>, unescaped, or NULL */
+} harness_reply_t;
+
+/* Starts souk serve with the harness's variables plus `env` ("K=V",
+ * NULL-terminated; may be NULL), waits for /readyz = 200 (up to 20 s).
+ * Returns 0, or -1 with the server's log tail on stderr. */
+int harness_start(harness_t *h, const char *const *env);
+
+/* SIGTERM, waits (up to 20 s, then SIGKILL); records the exit status,
+ * removes the data folder unless keep is set. Returns the exit code, or
+ * -1 if it had to be killed. */
+int harness_stop(harness_t *h, bool keep);
+
+/* Waits up to timeout_ms for child `pid` to exit (pidfd, no polling) and
+ * reaps it. Returns 0 with *status, or -1 on time-out. */
+int harness_wait_exit(pid_t pid, int timeout_ms, int *status);
+
+/* Sends one signed text message from WaId `waid` (digits) with MessageSid
+ * `sid` (NULL: a fresh one, written back when sid_out is given). */
+int harness_send(harness_t *h, const char *waid, const char *name, const char *text,
+                 const char *sid, char sid_out[35], harness_reply_t *out);
+
+/* POSTs a raw body to `path` with the given content type and signature
+ * (NULL: no header) — for bad-input tests. */
+int harness_post_raw(harness_t *h, const char *path, const char *content_type, const char *body,
+                     const char *signature, harness_reply_t *out);
+
+/* Signature of a form body over SOUK_PUBLIC_URL + path, as Twilio makes it. */
+int harness_sign(const char *path, const char *form_body, char out[64]);
+
+void harness_reply_clear(harness_reply_t *r);
+
+/* Waits for an event of `kind` (and, when not NULL, whose name starts with
+ * name_prefix) for up to timeout_ms. Returns 0 with *out filled (caller
+ * clears), or -1 on time-out. */
+int harness_wait_event(harness_t *h, const char *kind, const char *name_prefix, int timeout_ms,
+                       souk_msg_t *out);
+
+/* Waits for an "outbound" event addressed to waid; *body gets the text
+ * (caller frees). Returns 0, or -1 on time-out. */
+int harness_wait_outbound(harness_t *h, const char *waid, int timeout_ms, char **body);
+
+/* `souk status --json` of this instance, parsed; NULL on failure. */
+json_t *harness_status(harness_t *h);
+/* pid of the actor named `name` from status, or 0. */
+pid_t harness_actor_pid(harness_t *h, const char *name);
+
+/* Path of the souk binary under test (SOUK_BIN). */
+const char *harness_bin(void);
+
+#endif
