@@ -100,7 +100,7 @@ static int s_crash_on_commit(void *arg)
     return 0;
 }
 
-static int s_crash_install(sqlite3 *db, char **err, const void *api)
+static int s_crash_install(sqlite3 *db, char **err, const sqlite3_api_routines *api)
 {
     (void)err, (void)api;
     sqlite3_commit_hook(db, s_crash_on_commit, NULL);
@@ -164,7 +164,7 @@ static int s_count_known(const store_product_t *p, void *arg)
     return 0;
 }
 
-static int s_report_problems(const import_args_t *a, const catalog_t *cat)
+static void s_report_problems(const import_args_t *a, const catalog_t *cat)
 {
     for (size_t i = 0; i < cat->n_problems; i++) {
         if (cat->problems[i].line)
@@ -175,7 +175,6 @@ static int s_report_problems(const import_args_t *a, const catalog_t *cat)
     size_t rejected = cat->records - cat->n_rows;
     fprintf(stderr, "souk import: %s: %zu of %zu records rejected; nothing %s\n", a->path, rejected,
             cat->records, a->dry_run ? "would be imported" : "imported");
-    return 1;
 }
 
 /* Whether the catalogue is empty: 1 yes, 0 no, -1 error. */
@@ -213,11 +212,11 @@ static int s_write(store_t *store, const catalog_t *cat, const progress_t *pg)
     return 0;
 }
 
-static int s_reindex(const souk_config_t *cfg, store_t *store, const progress_t *pg,
+static int s_reindex(const souk_config_t *cfg, store_t *store, size_t n, const progress_t *pg,
                      search_build_stats_t *st)
 {
     char err[512] = "";
-    s_progress_phase(pg, "indexing", 0);
+    s_progress_phase(pg, "indexing", n);
     int rc = search_build_index(store, cfg->data_dir, NULL, st, err, sizeof err);
     s_progress_end(pg);
     if (rc != SOUK_OK) {
@@ -237,47 +236,44 @@ static bool s_store_exists(const souk_config_t *cfg)
     return strcmp(cfg->store, "sqlite") != 0 || stat(path, &st) == 0;
 }
 
-int cli_import(souk_config_t *cfg, int argc, char **argv)
+/* Reads and validates the whole file; NULL (reported) when it cannot be read
+ * or has problems. */
+static catalog_t *s_load(const import_args_t *a, progress_t *pg)
 {
-    import_args_t a;
-    if (s_parse_args(argc, argv, &a) != SOUK_OK)
-        return s_usage();
-    s_crash_hook_setup();
-    store_t *store = NULL;
+    catalog_options_t opt = { .format = a->format, .now_ms = s_wall_ms(),
+                              .progress = s_progress_parse, .progress_arg = pg };
     catalog_t *cat = NULL;
-    int rc = 1;
-    if (!(a.dry_run && !s_store_exists(cfg)) && !(store = s_store_open(cfg)))
-        goto cleanup;
-    if (a.if_empty && store && (rc = s_store_empty(store)) != 1) {
-        rc = rc < 0;
-        goto cleanup;
-    }
-    rc = 1;
-
-    struct stat fst;
-    progress_t pg = { .on = isatty(STDERR_FILENO) && stat(a.path, &fst) == 0
-                            && fst.st_size >= PROGRESS_MIN_BYTES };
-    catalog_options_t opt = { .format = a.format, .now_ms = s_wall_ms(),
-                              .progress = s_progress_parse, .progress_arg = &pg };
     char err[512];
-    double t0 = s_now();
-    if (catalog_load(a.path, &opt, &cat, err, sizeof err) != SOUK_OK) {
-        s_progress_end(&pg);
+    int rc = catalog_load(a->path, &opt, &cat, err, sizeof err);
+    s_progress_end(pg);
+    if (rc != SOUK_OK)
         fprintf(stderr, "souk import: %s\n", err);
-        goto cleanup;
-    }
-    s_progress_end(&pg);
-    if (cat->n_problems) {
-        rc = s_report_problems(&a, cat);
-        goto cleanup;
-    }
+    else if (cat->n_problems)
+        s_report_problems(a, cat);
+    else
+        return cat;
+    catalog_destroy(&cat);
+    return NULL;
+}
+
+/* The import proper; store is NULL for a dry run without a database. */
+static int s_import(const souk_config_t *cfg, const import_args_t *a, store_t *store)
+{
+    struct stat fst;
+    progress_t pg = { .on = isatty(STDERR_FILENO) && stat(a->path, &fst) == 0
+                            && fst.st_size >= PROGRESS_MIN_BYTES };
+    double t0 = s_now();
+    catalog_t *cat = s_load(a, &pg);
+    if (!cat)
+        return 1;
+    int rc = 1;
     known_t known = { .cat = cat };
     if (store && store_product_each(store, s_count_known, &known) != SOUK_OK) {
         fprintf(stderr, "souk import: cannot read the catalogue: %s\n", store_last_error(store));
         goto cleanup;
     }
     size_t n = cat->n_rows, added = n - known.updated;
-    if (a.dry_run) {
+    if (a->dry_run) {
         printf("dry run: %zu products valid (%zu new, %zu updated); nothing written\n", n, added,
                known.updated);
         rc = 0;
@@ -287,16 +283,31 @@ int cli_import(souk_config_t *cfg, int argc, char **argv)
     if (s_write(store, cat, &pg) != 0)
         goto cleanup;
     double t2 = s_now();
+    s_progress_end(&pg);
     printf("imported %zu products (%zu new, %zu updated)\n", n, added, known.updated);
     fflush(stdout);
     search_build_stats_t st = { 0 };
-    rc = s_reindex(cfg, store, &pg, &st);
+    rc = s_reindex(cfg, store, n, &pg, &st);
     double t3 = s_now();
-    fprintf(stderr, "souk import: read %.2f s, written %.2f s, search index of %zu products %.2f s;"
+    fprintf(stderr, "souk import: read %.2f s, written %.2f s, search index of %zu products %.2f s:"
                     " %.0f products/s\n", t1 - t0, t2 - t1, st.products, t3 - t2,
             (double)n / (t3 - t0 > 0 ? t3 - t0 : 1e-9));
 cleanup:
     catalog_destroy(&cat);
+    return rc;
+}
+
+int cli_import(souk_config_t *cfg, int argc, char **argv)
+{
+    import_args_t a;
+    if (s_parse_args(argc, argv, &a) != SOUK_OK)
+        return s_usage();
+    s_crash_hook_setup();
+    store_t *store = NULL;
+    if (!(a.dry_run && !s_store_exists(cfg)) && !(store = s_store_open(cfg)))
+        return 1;
+    int empty = a.if_empty && store ? s_store_empty(store) : 1;
+    int rc = empty < 0 ? 1 : empty == 0 ? 0 : s_import(cfg, &a, store);
     store_close(&store);
     return rc;
 }

@@ -28,12 +28,12 @@ static const struct {
     { "status", cli_status, "status [--json]          every actor: role, pid, state, uptime, restarts" },
     { "events", cli_events, "events                   lifecycle events as JSON lines (until interrupted)" },
     { "chat", cli_chat, "chat [--from +15551234567] [--name Ana]   talk to souk as a WhatsApp user" },
-    { "import", cli_import, "import FILE [--dry-run] [--if-empty] [--format csv|json|jsonl]   load products (CSV, JSON, JSON lines)" },
-    { "products", cli_products, "products [--json] [--count]   the catalogue" },
+    { "import", cli_import, "import FILE [--dry-run] [--if-empty] [--format csv|json|jsonl]   load products, all or nothing" },
+    { "products", cli_products, "products [--json] [--count]   the catalogue, by SKU" },
     { "orders", cli_orders, "orders [--json]          every order: id, user, items, total, status, created" },
     { "tickets", cli_tickets, "tickets [--json]         every support ticket" },
-    { "search", cli_search, "search QUERY [--limit N] [--json]   ranked products for a customer's words" },
-    { "understand", cli_understand, "understand TEXT [--json]   what the built-in agent makes of a message" },
+    { "search", cli_search, "search QUERY [--limit N] [--json]   ranked products with SKU and score" },
+    { "understand", cli_understand, "understand TEXT [--json]   the built-in agent's intent, confidence and slots" },
     { "config", cmd_config, "config [--table]         the effective configuration, secrets hidden" },
     { "actor", cmd_actor, NULL }, /* internal: what the supervisor execs */
 };

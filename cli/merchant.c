@@ -211,7 +211,7 @@ static void s_products_table(json_t *items)
         printf("%8lld  ", (long long)json_integer_value(json_object_get(p, "stock")));
         s_cell(json_string_value(json_object_get(p, "category")), 24, false, "\n");
     }
-    printf("%zu products\n", json_array_size(items));
+    printf("%zu product%s\n", json_array_size(items), json_array_size(items) == 1 ? "" : "s");
 }
 
 int cli_products(souk_config_t *cfg, int argc, char **argv)
@@ -305,7 +305,7 @@ static void s_orders_table(json_t *orders)
                14, true, "  ");
         printf("%s\n", json_string_value(json_object_get(o, "status")));
     }
-    printf("%zu orders\n", json_array_size(orders));
+    printf("%zu order%s\n", json_array_size(orders), json_array_size(orders) == 1 ? "" : "s");
 }
 
 /* ---- tickets ------------------------------------------------------------------- */
@@ -335,7 +335,7 @@ static void s_tickets_table(json_t *tickets)
         s_cell(json_string_value(json_object_get(t, "order_id")), 9, false, " ");
         s_cell(json_string_value(json_object_get(t, "subject")), 60, false, "\n");
     }
-    printf("%zu tickets\n", json_array_size(tickets));
+    printf("%zu ticket%s\n", json_array_size(tickets), json_array_size(tickets) == 1 ? "" : "s");
 }
 
 /* orders and tickets: list everything, then print a table or {key: [...]}. */

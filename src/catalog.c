@@ -130,18 +130,12 @@ static int s_index_grow(catalog_priv_t *ix)
     return SOUK_OK;
 }
 
-/* Records sku at line; *dup receives the line it was first seen on, or 0. */
-static int s_index_add(catalog_priv_t *ix, const char *sku, size_t line, ssize_t row, size_t *dup)
+/* Records sku, which is not there yet, at line. */
+static int s_index_add(catalog_priv_t *ix, const char *sku, size_t line, ssize_t row)
 {
-    *dup = 0;
     if ((ix->n + 1) * 10 > ix->cap * 7 && s_index_grow(ix) != SOUK_OK)
         return SOUK_ENOMEM;
-    slot_t *s = s_slot(ix, sku);
-    if (s->sku) {
-        *dup = s->line;
-        return SOUK_OK;
-    }
-    *s = (slot_t) { .sku = sku, .line = line, .row = row };
+    *s_slot(ix, sku) = (slot_t) { .sku = sku, .line = line, .row = row };
     ix->n++;
     return SOUK_OK;
 }
@@ -351,50 +345,40 @@ int catalog_parse_price(const char *text, int64_t *cents, char *why, size_t whyl
     size_t n = strlen(s);
     while (n && s_space(s[n - 1]))
         n--;
-    bool negative = n && s[0] == '-';
-    size_t i = negative ? 1 : 0;
-    int64_t units = 0;
-    size_t digits = 0, group = 0, commas = 0;
-    bool too_large = false;
-    for (; i < n && (isdigit((unsigned char)s[i]) || s[i] == ','); i++) {
-        if (s[i] == ',') {
-            if (digits == 0 || (commas && group != 3))
-                break;
-            commas++;
-            group = 0;
-            continue;
-        }
-        if (units > CATALOG_PRICE_MAX_CENTS)
-            too_large = true;
-        else
-            units = units * 10 + (s[i] - '0');
-        digits++;
-        group++;
-    }
-    int64_t frac = 0;
-    size_t decimals = 0;
-    if (commas == 1 && group >= 1 && group <= 2 && (i == n || s[i] != '.')) {
-        /* "9,99": a decimal comma, not a thousands separator */
-        decimals = group;
-        for (size_t k = 0; k < group; k++)
-            frac = frac * 10 + (s[i - group + k] - '0');
-        for (size_t k = 0; k < group; k++)
-            units /= 10;
-    } else if (commas && group != 3) {
-        i = 0, n = 1, digits = 0;       /* "1,2,3": not a number */
-    } else if (i < n && s[i] == '.') {
-        /* "9.990" is fine; "9.999" is not */
-        for (i++; i < n && isdigit((unsigned char)s[i]); i++)
-            if (decimals < 2)
-                frac = frac * 10 + (s[i] - '0'), decimals++;
-            else if (s[i] != '0')
-                decimals = 3;
-    }
     if (n == 0) {
         snprintf(why, whylen, "missing");
         return SOUK_EINVAL;
     }
-    if (i != n || (digits == 0 && decimals == 0)) {
+    bool negative = s[0] == '-', large = false;
+    const char *p = s + negative, *end = s + n;
+    int64_t units = 0, frac = 0;
+    size_t digits = 0, group = 0, commas = 0, decimals = 0;
+    for (; p < end; p++) {          /* the whole part, maybe with thousands commas */
+        if (isdigit((unsigned char)*p)) {
+            large = large || units > CATALOG_PRICE_MAX_CENTS;
+            units = large ? units : units * 10 + (*p - '0');
+            digits++, group++;
+        } else if (*p == ',' && digits && (!commas || group == 3)) {
+            commas++, group = 0;
+        } else {
+            break;
+        }
+    }
+    bool ok = digits > 0;
+    if (commas == 1 && group >= 1 && group <= 2 && p == end) {
+        decimals = group;           /* "9,99": a decimal comma after all */
+        frac = units % (group == 1 ? 10 : 100);
+        units /= group == 1 ? 10 : 100;
+    } else if (commas && group != 3) {
+        ok = false;                 /* "1,2,3", "12," */
+    } else if (p < end && *p == '.') {
+        for (p++; p < end && isdigit((unsigned char)*p); p++, ok = true)
+            if (decimals < 2)
+                frac = frac * 10 + (*p - '0'), decimals++;
+            else if (*p != '0')
+                decimals = 3;       /* "9.990" is fine, "9.999" is not */
+    }
+    if (!ok || p != end) {
         snprintf(why, whylen, "not a number ('%s')", s_quoted(s, q, sizeof q));
         return SOUK_EINVAL;
     }
@@ -402,13 +386,11 @@ int catalog_parse_price(const char *text, int64_t *cents, char *why, size_t whyl
         snprintf(why, whylen, "more than two decimals ('%s')", s_quoted(s, q, sizeof q));
         return SOUK_EINVAL;
     }
-    if (decimals == 1)
-        frac *= 10;
-    if (too_large || units > CATALOG_PRICE_MAX_CENTS / 100) {
+    if (large || units > CATALOG_PRICE_MAX_CENTS / 100) {
         snprintf(why, whylen, "too large ('%s')", s_quoted(s, q, sizeof q));
         return SOUK_EINVAL;
     }
-    int64_t c = units * 100 + frac;
+    int64_t c = units * 100 + (decimals == 1 ? frac * 10 : frac);
     if (negative && c > 0) {
         snprintf(why, whylen, "negative ('%s')", s_quoted(s, q, sizeof q));
         return SOUK_EINVAL;
@@ -551,35 +533,40 @@ static int s_tag_add(json_t *tags, const char *s, size_t n)
     return j && json_array_append_new(tags, j) == 0 ? SOUK_OK : SOUK_ENOMEM;
 }
 
-/* A cell "a;b", "a|b" or "a,b" (the first of those separators present
+/* The words of a JSON array; *bad when an element is not a word. */
+static int s_tags_from_array(json_t *arr, json_t *tags, bool *bad)
+{
+    size_t i;
+    json_t *e;
+    int rc = SOUK_OK;
+    json_array_foreach(arr, i, e) {
+        char *t = NULL;
+        if (json_is_null(e) || s_scalar_text(e, &t) != SOUK_OK)
+            *bad = true;
+        else if (t && rc == SOUK_OK)
+            rc = s_tag_add(tags, t, strlen(t));
+        free(t);
+    }
+    return rc;
+}
+
+/* A text "a;b", "a|b" or "a,b" (the first of those separators present
  * wins), or the text of a JSON array. */
 static int s_tags_split(const char *s, json_t *tags, bool *bad)
 {
     while (s_space(*s))
         s++;
-    if (*s == '[') {
-        json_t *a = json_loads(s, JSON_DECODE_ANY, NULL);
-        int rc = SOUK_OK;
-        size_t i;
-        json_t *e;
-        *bad = !json_is_array(a);
-        json_array_foreach(a, i, e) {
-            char *t = NULL;
-            if (s_scalar_text(e, &t) != SOUK_OK || json_is_null(e)) {
-                *bad = true;
-            } else if (t) {
-                rc = s_tag_add(tags, t, strlen(t));
-                free(t);
-            }
-        }
-        json_decref(a);
+    json_t *arr = *s == '[' ? json_loads(s, 0, NULL) : NULL;
+    if (json_is_array(arr)) {
+        int rc = s_tags_from_array(arr, tags, bad);
+        json_decref(arr);
         return rc;
     }
+    json_decref(arr);
     char sep = strchr(s, ';') ? ';' : strchr(s, '|') ? '|' : ',';
     for (const char *p = s;; p++) {
         const char *e = strchr(p, sep);
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (s_tag_add(tags, p, n) != SOUK_OK)
+        if (s_tag_add(tags, p, e ? (size_t)(e - p) : strlen(p)) != SOUK_OK)
             return SOUK_ENOMEM;
         if (!e)
             return SOUK_OK;
@@ -593,31 +580,18 @@ static void s_tags_field(json_t *v, char **out, why_t *w, int *rc)
     if (!v || json_is_null(v))
         return;
     json_t *tags = json_array();
-    bool bad = false;
+    bool bad = !json_is_string(v) && !json_is_array(v);
     if (!tags) {
         *rc = SOUK_ENOMEM;
         return;
     }
-    if (json_is_string(v)) {
+    if (json_is_string(v))
         *rc = s_tags_split(json_string_value(v), tags, &bad);
-    } else if (json_is_array(v)) {
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e) {
-            char *t = NULL;
-            if (json_is_null(e) || s_scalar_text(e, &t) != SOUK_OK)
-                bad = true;
-            else if (t)
-                *rc = s_tag_add(tags, t, strlen(t));
-            free(t);
-        }
-    } else {
-        bad = true;
-    }
+    else if (json_is_array(v))
+        *rc = s_tags_from_array(v, tags, &bad);
     if (bad)
         s_why(w, "tags: not a list of words (a JSON array of strings, or \"a;b;c\")");
-    else if (json_array_size(tags) && *rc == SOUK_OK
-             && !(*out = json_dumps(tags, JSON_COMPACT)))
+    else if (*rc == SOUK_OK && json_array_size(tags) && !(*out = json_dumps(tags, JSON_COMPACT)))
         *rc = SOUK_ENOMEM;
     json_decref(tags);
 }
@@ -677,18 +651,20 @@ static void s_fields(json_t *obj, json_t *f[F_COUNT], json_t *attrs, why_t *w, i
     }
 }
 
-/* Appends a valid row. */
+/* Appends a valid row; takes *p in any case (cleared on SOUK_ENOMEM). */
 static int s_push_row(catalog_t *cat, store_product_t *p, size_t line)
 {
     catalog_priv_t *pv = cat->priv;
     if (s_grow((void **)&cat->rows, &pv->cap_rows, cat->n_rows + 1, sizeof *cat->rows) != SOUK_OK
         || s_grow((void **)&cat->lines, &pv->cap_lines, cat->n_rows + 1, sizeof *cat->lines)
-               != SOUK_OK)
+               != SOUK_OK) {
+        store_product_clear(p);
         return SOUK_ENOMEM;
-    p->updated_ms = pv->now_ms;
+    }
     cat->lines[cat->n_rows] = line;
-    cat->rows[cat->n_rows++] = *p;
-    return SOUK_OK;
+    cat->rows[cat->n_rows] = *p;
+    cat->rows[cat->n_rows].updated_ms = pv->now_ms;
+    return s_index_add(pv, p->sku, line, (ssize_t)cat->n_rows++);
 }
 
 /* Keeps the SKU of a rejected record (taking *sku) so that a later
@@ -698,13 +674,9 @@ static int s_keep_sku(catalog_t *cat, char **sku, size_t line)
     catalog_priv_t *pv = cat->priv;
     if (s_grow((void **)&pv->kept, &pv->cap_kept, pv->n_kept + 1, sizeof *pv->kept) != SOUK_OK)
         return SOUK_ENOMEM;
-    size_t dup;
-    int rc = s_index_add(pv, *sku, line, -1, &dup);
-    if (rc == SOUK_OK) {
-        pv->kept[pv->n_kept++] = *sku;
-        *sku = NULL;
-    }
-    return rc;
+    pv->kept[pv->n_kept++] = *sku;
+    *sku = NULL;
+    return s_index_add(pv, pv->kept[pv->n_kept - 1], line, -1);
 }
 
 /* Validates one record into a row, or adds a problem for its line. */
@@ -738,10 +710,7 @@ static int s_add_record(catalog_t *cat, json_t *obj, size_t line)
         char q[QUOTE_MAX * 4 + 8];
         s_why(&w, "sku '%s' is also on line %zu", s_quoted(p.sku, q, sizeof q), seen->line);
     } else if (rc == SOUK_OK && p.sku && !w.len) {
-        size_t dup;
-        rc = s_index_add(pv, p.sku, line, (ssize_t)cat->n_rows, &dup);
-        if (rc == SOUK_OK && (rc = s_push_row(cat, &p, line)) == SOUK_OK)
-            return SOUK_OK;
+        return s_push_row(cat, &p, line);
     } else if (rc == SOUK_OK && p.sku) {
         rc = s_keep_sku(cat, &p.sku, line);
     }

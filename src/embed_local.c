@@ -11,11 +11,17 @@
  *     collocations of two words ("running shoes", "notebook computer"), and
  *     a short shop-domain synonym list for what WordNet 3.0 lacks
  *     (smartphones) or links only loosely (sit -> seats);
- *   - product fields weighed differently (a name counts more than a
- *     description), term frequency damped, and each feature weighed by its
- *     inverse document frequency, learnt from the catalogue at index build
- *     (fit) and stored in the index (state) so queries are weighed alike.
- *     A query feature that no product has is dropped: it can only add noise.
+ *   - a product is the weighted sum of its fields' unit vectors (name,
+ *     category, description, brand, tags, attributes), so a long
+ *     description cannot drown what the name and category say it is;
+ *   - term frequency damped, and each feature weighed by the square root of
+ *     its inverse document frequency, learnt from the catalogue at index
+ *     build (fit) and stored in the index (state) so queries are weighed
+ *     alike. A query feature no product has is dropped: it only adds noise;
+ *   - each feature goes to HASH_COPIES buckets, so one unlucky collision
+ *     with a heavy feature of another text moves a score a little, not a lot.
+ * Misspelt words are also corrected against the catalogue's vocabulary by
+ * search (search_words.c) before the query reaches the embedder.
  * Everything is deterministic: the same text gives the same vector on every
  * machine with the same WordNet files (their sizes are in the identity). */
 #include <math.h>
@@ -33,12 +39,6 @@
 #define IDF_BITS 18
 #define IDF_SLOTS (1u << IDF_BITS)
 #define IDF_SCALE 16.0f
-/* A concept's IDF is softened: a meaning shared by a whole category (every
- * smartphone is a phone) must still count, while a rare word or n-gram
- * keeps its full weight (typos are found by rare n-grams). */
-#define IDF_POWER_CONCEPT 0.5f
-#define IDF_POWER_SURFACE 0.5f
-#define CONCEPT_BIT 2ULL           /* set in the hash of a concept feature */
 #define FIT_SAMPLE_STEP 100000     /* docs sampled before the sampling stride doubles */
 #define DOC_SLOTS 8192             /* distinct features kept per text (power of two) */
 #define DOC_MAX_FEATURES (DOC_SLOTS / 2)
@@ -139,6 +139,7 @@ typedef struct {
     /* inverse document frequencies */
     float *field_vec;          /* one field's vector, while embedding a product */
     uint8_t *idf;              /* IDF_SLOTS; NULL: not fitted (all 1) */
+    float idf_weight[256];     /* a feature's factor by its quantized IDF */
     float *df;                 /* while fitting */
     uint64_t fit_seen, fit_sampled, fit_stride, n_docs;
 } local_t;
@@ -194,7 +195,7 @@ static int s_push_concept(local_t *L, uint64_t h, float w)
         L->concepts = c;
         L->concepts_cap = cap;
     }
-    L->concepts[L->concepts_len++] = (concept_t){ h | CONCEPT_BIT, w };
+    L->concepts[L->concepts_len++] = (concept_t){ h, w };
     return SOUK_OK;
 }
 
@@ -364,7 +365,7 @@ static void s_ngrams(local_t *L, const char *w, size_t len, float weight)
     size_t plen = len + 2;
     for (size_t n = 3; n <= 5; n++)
         for (size_t i = 0; i + n <= plen; i++)
-            s_feature(L, s_hash((char)('0' + n), padded + i, n) & ~CONCEPT_BIT, weight);
+            s_feature(L, s_hash((char)('0' + n), padded + i, n), weight);
 }
 
 /* Tokens: runs of ASCII letters and digits (lower-cased) and UTF-8 bytes. */
@@ -412,13 +413,13 @@ static void s_text_features(local_t *L, const char *text, float fw, int ngrams)
         }
         uint64_t stem = e->stem_hash;
         size_t off = e->concept_off, nc = e->n_concepts;
-        s_feature(L, stem & ~CONCEPT_BIT, W_WORD * fw);
+        s_feature(L, stem, W_WORD * fw);
         if (ngrams && strspn(tok, "0123456789") != len && (ngrams == 1 || !s_known(L, stem)))
             s_ngrams(L, tok, len, W_NGRAM * fw);
         for (size_t i = 0; i < nc; i++)
             s_feature(L, L->concepts[off + i].h, L->concepts[off + i].w * fw);
         if (prev_len) {
-            s_feature(L, s_hash2('b', prev_stem, stem) & ~CONCEPT_BIT, W_BIGRAM * fw);
+            s_feature(L, s_hash2('b', prev_stem, stem), W_BIGRAM * fw);
             memcpy(pair, prev, prev_len);
             pair[prev_len] = '_';
             memcpy(pair + prev_len + 1, tok, len + 1);
@@ -457,7 +458,6 @@ static void s_normalize(float *v, int dim)
 static void s_features_to_vector(local_t *L, int query, float *out)
 {
     memset(out, 0, (size_t)L->dim * sizeof *out);
-    float max_idf = logf((float)L->n_docs + 1.0f) + 1.0f;
     for (size_t i = 0; i < L->n_used; i++) {
         size_t j = L->fused[i];
         uint64_t h = L->fh[j];
@@ -467,8 +467,7 @@ static void s_features_to_vector(local_t *L, int query, float *out)
             uint8_t q = L->idf[(h >> 32) & (IDF_SLOTS - 1)];
             if (!q && query)
                 continue;
-            w *= powf(q ? (float)q / IDF_SCALE : max_idf,
-                      (h & CONCEPT_BIT) ? IDF_POWER_CONCEPT : IDF_POWER_SURFACE);
+            w *= L->idf_weight[q];
         }
         /* HASH_COPIES buckets per feature: one unlucky collision with a
          * heavy feature of another text then moves a score a little, not a lot */
@@ -517,6 +516,17 @@ static int s_embed_docs(void *impl, const embed_doc_t *docs, size_t n, float *ou
     return SOUK_OK;
 }
 
+/* The square root of the IDF, not the IDF: a meaning shared by a whole
+ * category (every smartphone is a phone) must still count next to a word
+ * that only one product happens to use. Slot 0 (a feature the fit never
+ * saw, on the document side) gets the largest IDF. */
+static void s_idf_weights(local_t *L)
+{
+    L->idf_weight[0] = sqrtf(logf((float)L->n_docs + 1.0f) + 1.0f);
+    for (int q = 1; q < 256; q++)
+        L->idf_weight[q] = sqrtf((float)q / IDF_SCALE);
+}
+
 /* Counts document frequencies on a sample whose stride doubles every
  * FIT_SAMPLE_STEP sampled docs; a sampled doc counts for `stride` docs. */
 static int s_fit_add(void *impl, const embed_doc_t *docs, size_t n)
@@ -558,6 +568,7 @@ static int s_fit_end(void *impl)
     free(L->df);
     L->df = NULL;
     L->fit_seen = L->fit_sampled = 0;
+    s_idf_weights(L);
     return SOUK_OK;
 }
 
@@ -602,6 +613,7 @@ static int s_state_load(void *impl, const uint8_t *blob, size_t len)
         return SOUK_ENOMEM;
     memcpy(&L->n_docs, blob + 16, 8);
     memcpy(L->idf, blob + STATE_HEAD, IDF_SLOTS);
+    s_idf_weights(L);
     return SOUK_OK;
 }
 

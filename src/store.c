@@ -387,6 +387,19 @@ int store_delivery_update(store_t *self, const char *twilio_sid, store_outbox_st
     return self->be->delivery_update(self->impl, twilio_sid, status, error_code, ts_ms, state);
 }
 
+int store_user_state_get(store_t *self, const char *waid, char **json)
+{
+    CHECK(self && s_waid_ok(waid) && json);
+    return self->be->user_state_get(self->impl, waid, json);
+}
+
+int store_user_state_put(store_t *self, const char *waid, const char *json, int64_t now_ms)
+{
+    CHECK(self && s_waid_ok(waid) && s_text_ok(json) && now_ms >= 0
+          && strnlen(json, STORE_USER_STATE_MAX + 1) <= STORE_USER_STATE_MAX);
+    return self->be->user_state_put(self->impl, waid, json, now_ms);
+}
+
 int store_idem_get(store_t *self, const char *key, char **result_json)
 {
     CHECK(self && s_key_ok(key) && result_json);

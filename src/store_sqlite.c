@@ -98,6 +98,9 @@ static const char *const s_migrations[] = {
     "CREATE INDEX tickets_waid ON tickets(waid, seq);"
     "CREATE TABLE leases("
     "  name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_ms INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 2: the agent's dialog state, one opaque JSON document per user. */
+    "CREATE TABLE user_state("
+    "  waid TEXT PRIMARY KEY, state TEXT NOT NULL, updated_ms INTEGER NOT NULL) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int) (sizeof s_migrations / sizeof *s_migrations))
 
@@ -170,6 +173,9 @@ static const char *const s_migrations[] = {
       " VALUES(?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")                                       \
     Q(DELIVERY_LIST, "SELECT status, error_code, ts_ms FROM delivery WHERE twilio_sid = ?1"   \
       " ORDER BY ts_ms")                                                                      \
+    Q(USER_STATE_GET, "SELECT state FROM user_state WHERE waid = ?1")                        \
+    Q(USER_STATE_PUT, "INSERT INTO user_state(waid, state, updated_ms) VALUES(?1, ?2, ?3)"   \
+      " ON CONFLICT(waid) DO UPDATE SET state = ?2, updated_ms = ?3")                         \
     Q(IDEM_GET, "SELECT result FROM idem WHERE key = ?1")                                     \
     Q(IDEM_PUT, "INSERT INTO idem(key, result, created_ms) VALUES(?1, ?2, ?3)"                \
       " ON CONFLICT(key) DO NOTHING")                                                         \
@@ -1001,6 +1007,32 @@ static int s_delivery_update(store_impl_t *self, const char *sid, store_outbox_s
     return rc == SOUK_OK && repeat ? SOUK_EEXISTS : rc;
 }
 
+/* ---- dialog state ------------------------------------------------------------ */
+
+static int s_user_state_get(store_impl_t *self, const char *waid, char **json)
+{
+    int rc = SOUK_OK;
+    sqlite3_stmt *st = s_prep(self, Q_USER_STATE_GET, &rc, "t", waid);
+    if (!st)
+        return rc;
+    int r = sqlite3_step(st);
+    char *s = NULL;
+    if (r == SQLITE_ROW)
+        s = s_dup(st, 0, &rc);
+    else
+        rc = r == SQLITE_DONE ? SOUK_ENOTFOUND : s_err(self, r);
+    s_done(st);
+    if (rc == SOUK_OK)
+        *json = s;
+    return rc;
+}
+
+static int s_user_state_put(store_impl_t *self, const char *waid, const char *json, int64_t now_ms)
+{
+    int n = s_write(self, Q_USER_STATE_PUT, "ttl", waid, json, now_ms);
+    return n < 0 ? n : SOUK_OK;
+}
+
 /* ---- idempotency keys ------------------------------------------------------ */
 
 static int s_idem_get(store_impl_t *self, const char *key, char **result_json)
@@ -1554,4 +1586,6 @@ const store_backend_t store_sqlite_backend = {
     .ticket_list = s_ticket_list,
     .lease_acquire = s_lease_acquire,
     .lease_release = s_lease_release,
+    .user_state_get = s_user_state_get,
+    .user_state_put = s_user_state_put,
 };

@@ -100,6 +100,9 @@ static const char *s_check_layout(const vix_header_t *hd, size_t size)
         return "index header corrupt (checksum mismatch)";
     if (hd->header_size != VIX_HEADER_SIZE)
         return "index header size wrong";
+    for (size_t i = sizeof *hd; i < VIX_HEADER_SIZE; i++)
+        if (((const uint8_t *)hd)[i])
+            return "index header corrupt (reserved bytes set)";
     if (hd->file_size != size)
         return hd->file_size > size ? "index truncated (shorter than its header says)"
                                     : "index has trailing bytes (longer than its header says)";
@@ -136,10 +139,8 @@ static const char *s_check_layout(const vix_header_t *hd, size_t size)
 static const char *s_check_body(const vix_map_t *m)
 {
     const vix_header_t *hd = m->hd;
-    uint64_t sec_hash[VIX_SEC_COUNT];
-    for (int s = 0; s < VIX_SEC_COUNT; s++)
-        sec_hash[s] = vix_hash(m->base + hd->sec[s].off, hd->sec[s].len, (uint64_t)s);
-    if (vix_body_hash(sec_hash) != hd->body_hash)
+    if (vix_hash(m->base + VIX_HEADER_SIZE, m->size - VIX_HEADER_SIZE, VIX_BODY_SEED) !=
+        hd->body_hash)
         return "index corrupt (checksum mismatch); rebuild it with souk import";
     if (m->strings[m->strings_len - 1] != '\0' ||
         (m->words_len && m->words[m->words_len - 1] != '\0'))

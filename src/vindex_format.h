@@ -5,7 +5,8 @@
  * The header names each section's offset and length; VEC comes first, so
  * the writer streams vectors straight to the file. Host byte order
  * (little-endian); `endian` catches a file from another byte order.
- * body_hash covers every section's bytes, header_hash the header before it. */
+ * body_hash covers every byte after the header (padding too), header_hash
+ * the header before it. */
 #ifndef SOUK_VINDEX_FORMAT_H
 #define SOUK_VINDEX_FORMAT_H
 
@@ -106,6 +107,8 @@ static inline void vix_hash_block(vix_hash_t *h, const uint8_t *p)
 static inline void vix_hash_update(vix_hash_t *h, const void *data, size_t len)
 {
     const uint8_t *p = data;
+    if (len == 0)
+        return;                    /* data may be NULL */
     h->total += len;
     if (h->buflen) {
         size_t take = 32 - h->buflen < len ? 32 - h->buflen : len;
@@ -144,11 +147,7 @@ static inline uint64_t vix_hash(const void *data, size_t len, uint64_t seed)
     return vix_hash_final(&h);
 }
 
-/* body_hash from the sections' own hashes. */
-static inline uint64_t vix_body_hash(const uint64_t sec_hash[VIX_SEC_COUNT])
-{
-    return vix_hash(sec_hash, VIX_SEC_COUNT * sizeof sec_hash[0], 0x5eed);
-}
+#define VIX_BODY_SEED 0x5eedULL
 
 static inline uint64_t vix_header_hash(const vix_header_t *hd)
 {

@@ -38,7 +38,7 @@ struct vindex_writer_s {
     uint32_t dim_padded;
     uint8_t *wbuf;
     size_t wlen;
-    vix_hash_t vec_hash;
+    vix_hash_t body_hash;      /* of every byte written after the header */
     int8_t *row;
     size_t count, cap;
     float *scale;
@@ -70,6 +70,8 @@ static void s_err(char *err, size_t errlen, const char *fmt, const char *a, cons
 static int s_write_all(vindex_writer_t *w, const void *data, size_t len)
 {
     const uint8_t *p = data;
+    if (w->pos >= VIX_HEADER_SIZE)
+        vix_hash_update(&w->body_hash, data, len);
     while (len) {
         ssize_t r = write(w->fd, p, len);
         if (r < 0 && errno == EINTR)
@@ -130,7 +132,7 @@ int vindex_writer_new(const char *path, const embed_id_t *embedder, vindex_write
         vindex_writer_abort(&w);
         return SOUK_EIO;
     }
-    vix_hash_init(&w->vec_hash, VIX_SEC_VEC);
+    vix_hash_init(&w->body_hash, VIX_BODY_SEED);
     *out = w;
     return SOUK_OK;
 }
@@ -338,7 +340,6 @@ int vindex_writer_add(vindex_writer_t *w, const vindex_item_t *item, const float
         return SOUK_EIO;
     memcpy(w->wbuf + w->wlen, w->row, w->dim_padded);
     w->wlen += w->dim_padded;
-    vix_hash_update(&w->vec_hash, w->row, w->dim_padded);
     w->cur[i] = cur;
     w->cat[i] = (uint16_t)cat;
     w->brand[i] = (uint16_t)brand;
@@ -360,9 +361,8 @@ static int s_cmp_sku(const void *a, const void *b, void *arg)
     return strcasecmp(w->strings + w->sku[x], w->strings + w->sku[y]);
 }
 
-/* Pads to VIX_ALIGN, writes a section, records it in hd and its hash. */
-static int s_section(vindex_writer_t *w, vix_header_t *hd, uint64_t *sec_hash, int sec,
-                     const void *data, size_t len)
+/* Pads to VIX_ALIGN, writes a section, records it in hd. */
+static int s_section(vindex_writer_t *w, vix_header_t *hd, int sec, const void *data, size_t len)
 {
     static const uint8_t zero[VIX_ALIGN];
     size_t pad = (size_t)((VIX_ALIGN - w->pos % VIX_ALIGN) % VIX_ALIGN);
@@ -370,7 +370,6 @@ static int s_section(vindex_writer_t *w, vix_header_t *hd, uint64_t *sec_hash, i
         return SOUK_EIO;
     hd->sec[sec].off = w->pos;
     hd->sec[sec].len = len;
-    sec_hash[sec] = vix_hash(data, len, (uint64_t)sec);
     return len ? s_write_all(w, data, len) : SOUK_OK;
 }
 
@@ -389,7 +388,6 @@ static uint64_t s_previous_generation(const char *path)
 
 static int s_write_rest(vindex_writer_t *w, vix_header_t *hd)
 {
-    uint64_t sec_hash[VIX_SEC_COUNT] = { 0 };
     uint32_t *order = malloc((w->count ? w->count : 1) * sizeof *order);
     if (!order)
         return SOUK_ENOMEM;
@@ -414,7 +412,6 @@ static int s_write_rest(vindex_writer_t *w, vix_header_t *hd)
     int rc = s_flush(w);
     hd->sec[VIX_SEC_VEC].off = VIX_HEADER_SIZE;
     hd->sec[VIX_SEC_VEC].len = w->count * w->dim_padded;
-    sec_hash[VIX_SEC_VEC] = vix_hash_final(&w->vec_hash);
     const struct {
         int sec;
         const void *data;
@@ -437,7 +434,7 @@ static int s_write_rest(vindex_writer_t *w, vix_header_t *hd)
         { VIX_SEC_STATE, w->state, w->state_len },
     };
     for (size_t s = 0; s < sizeof secs / sizeof secs[0] && rc == SOUK_OK; s++)
-        rc = s_section(w, hd, sec_hash, secs[s].sec, secs[s].data, secs[s].len);
+        rc = s_section(w, hd, secs[s].sec, secs[s].data, secs[s].len);
     free(order);
     if (rc != SOUK_OK)
         return rc;
@@ -458,7 +455,7 @@ static int s_write_rest(vindex_writer_t *w, vix_header_t *hd)
     memcpy(hd->embedder, w->id.name, sizeof hd->embedder);
     hd->embedder[sizeof hd->embedder - 1] = '\0';
     hd->params_hash = w->id.params_hash;
-    hd->body_hash = vix_body_hash(sec_hash);
+    hd->body_hash = vix_hash_final(&w->body_hash);
     hd->header_hash = vix_header_hash(hd);
     if (pwrite(w->fd, hd, sizeof *hd, 0) != (ssize_t)sizeof *hd) {
         w->io_error = errno ? errno : EIO;

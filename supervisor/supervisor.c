@@ -49,10 +49,12 @@ void sup_readiness_update(sup_t *sup, bool force)
     bool changed = all != sup->all_ready;
     sup->all_ready = all;
     char detail[2100];
-    if (all)
+    if (sup->phase >= SUP_PHASE_STOPPING)
+        snprintf(detail, sizeof detail, "stopping");
+    else if (all)
         snprintf(detail, sizeof detail, "every actor is ready");
     else
-        snprintf(detail, sizeof detail, "%s%s", off ? "waiting for: " : "stopping", waiting);
+        snprintf(detail, sizeof detail, "waiting for: %s", waiting);
     souk_msg_t m = { .type = SOUK_MSG_READINESS };
     m.readiness.ready = all;
     m.readiness.detail = detail;

@@ -290,7 +290,9 @@ static void prices(void **state)
         { "-1.50", -1, "negative ('-1.50')" }, { "9.999", -1, "more than two decimals ('9.999')" },
         { "NaN", -1, "not a number ('NaN')" }, { "inf", -1, "not a number ('inf')" },
         { "1e3", -1, "not a number ('1e3')" }, { "1,2,3", -1, "not a number ('1,2,3')" },
-        { "$5", -1, "not a number ('$5')" }, { "5.", -1, NULL }, { ".", -1, "not a number ('.')" },
+        { "$5", -1, "not a number ('$5')" }, { "5.", 500, NULL }, { ".", -1, "not a number ('.')" },
+        { "12,", -1, "not a number ('12,')" }, { "1.234,56", -1, "not a number ('1.234,56')" },
+        { "0,5", 50, NULL }, { "-0", 0, NULL }, { "-", -1, "not a number ('-')" },
         { "99999999999", -1, "too large ('99999999999')" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

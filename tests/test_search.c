@@ -496,6 +496,14 @@ static void test_corrupt_and_truncated_refused(void **state)
     fclose(f);
     expect_refused(path, "not a souk product index");
 
+    /* any byte changed anywhere is refused, never read */
+    for (long at = 0; at < size; at += 997) {
+        copy_file(good, path);
+        flip_byte(path, at);
+        vindex_t *vx = NULL;
+        assert_int_equal(vindex_open(path, 0, &vx, NULL, 0), SOUK_EPROTO);
+    }
+
     copy_file(good, path);
     FILE *g = fopen(path, "ab");
     fputs("tail", g);
@@ -549,6 +557,36 @@ static void test_bad_arguments(void **state)
     assert_int_equal(vindex_writer_add(w, &item, vec), SOUK_EINVAL);
     vindex_writer_abort(&w);
     assert_int_equal(access(path, F_OK), -1);
+}
+
+/* ---- from the store, as souk import does it ---------------------------------------- */
+
+static void test_build_from_store(void **state)
+{
+    (void)state;
+    char data[512], err[512] = "";
+    path_of("data", data, sizeof data);
+    mkdir(data, 0700);
+    store_t *st;
+    if (store_open("sqlite", data, NULL, &st, err, sizeof err) != SOUK_OK)
+        fail_msg("store: %s", err);
+    size_t bad;
+    assert_int_equal(store_product_upsert(st, s_small, SMALL_N, &bad), SOUK_OK);
+    search_build_stats_t bs;
+    if (search_build_index(st, data, NULL, &bs, err, sizeof err) != SOUK_OK)
+        fail_msg("build: %s", err);
+    assert_int_equal(bs.products, SMALL_N);
+    store_close(&st);
+
+    search_t *s;
+    if (search_open(data, NULL, &s, err, sizeof err) != SOUK_OK)
+        fail_msg("open: %s", err);
+    search_hit_t h[3];
+    int n = query(s, "waterproof jacket", NULL, h, 3);
+    assert_true(n >= 1);
+    assert_string_equal(h[0].sku, "JAC-1");
+    assert_string_equal(h[0].currency, "EUR");
+    search_close(&s);
 }
 
 /* ---- the demo catalogue ------------------------------------------------------------ */
@@ -682,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_and_truncated_refused),
         cmocka_unit_test(test_zero_products),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_build_from_store),
     };
     const struct CMUnitTest demo[] = {
         cmocka_unit_test(test_demo_queries),

@@ -576,6 +576,34 @@ static void test_debounce_merges_a_burst(void **state)
     assert_int_equal(s_history(fx, "r:SM003").out, 1);
 }
 
+/* A user who never pauses still gets an answer every 16 messages. */
+static void test_turn_is_capped(void **state)
+{
+    fx_t *fx = *state;
+    setenv("SOUK_DEBOUNCE_MS", "1000", 1);
+    s_start(fx);
+    enum { N = 17, CAP = 16 };
+    char sids[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(sids[i], sizeof sids[i], "SM%03d", i);
+        s_inbound(fx, sids[i], "more");
+    }
+    souk_msg_t m;
+    for (int i = 0; i < CAP; i++)
+        s_expect_accepted(fx, sids[i], false);
+    for (int i = 0; i < CAP - 1; i++) {
+        s_gw_expect(fx, SOUK_MSG_MERGED, WAIT_MS, &m);
+        assert_string_equal(m.merged.msg_sid, sids[i]);
+        assert_string_equal(m.merged.into_sid, sids[CAP - 1]);
+        souk_msg_clear(&m);
+    }
+    s_expect_offer(fx, sids[CAP - 1], WAIT_MS, &m); /* at once, not after the window */
+    souk_msg_clear(&m);
+    s_expect_accepted(fx, sids[N - 1], false);
+    s_expect_offer(fx, sids[N - 1], WAIT_MS, &m);
+    souk_msg_clear(&m);
+}
+
 static void test_debounce_zero_answers_each(void **state)
 {
     fx_t *fx = *state;
@@ -936,67 +964,6 @@ static void test_heartbeat_stats(void **state)
     }
 }
 
-/* Private memory of an idle session, linked to every peer as in
- * production. Two figures: all of it (Private_Clean + Private_Dirty of
- * smaps_rollup), and the part that is the session's own — its heap, stack
- * and anonymous mappings. The rest is the dynamic loader's relocations of
- * the binary's ~50 shared libraries, the same in every actor, which a
- * process forked from a pre-loaded parent (a zygote) would share; the
- * session's own part is what it must keep under 1 MiB. Sanitizers
- * multiply memory: measured in plain builds only. */
-static void s_memory(pid_t pid, long *total_kib, long *dirty_kib, long *own_kib)
-{
-    char path[64], line[512];
-    snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    bool own = false;
-    long kib;
-    *total_kib = *dirty_kib = *own_kib = 0;
-    while (fgets(line, sizeof line, f)) {
-        unsigned long lo, hi;
-        int name_at = 0;
-        if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &name_at) == 2 && name_at) {
-            const char *name = line + name_at;
-            own = *name == '\0' || strncmp(name, "[heap]", 6) == 0
-                  || strncmp(name, "[stack]", 7) == 0;
-        } else if (sscanf(line, "Private_Clean: %ld kB", &kib) == 1
-                   || sscanf(line, "Private_Dirty: %ld kB", &kib) == 1) {
-            *total_kib += kib;
-            if (line[8] == 'D')
-                *dirty_kib += kib;
-            if (own)
-                *own_kib += kib;
-        }
-    }
-    fclose(f);
-}
-
-static void test_idle_private_memory(void **state)
-{
-#if defined(__SANITIZE_ADDRESS__)
-    (void)state;
-    skip();
-#else
-    fx_t *fx = *state;
-    unsetenv("MALLOC_PERTURB_"); /* meson's: it writes every page malloc hands out */
-    s_start(fx);
-    s_inbound(fx, "SM001", "hi");
-    s_expect_accepted(fx, "SM001", false);
-    souk_msg_t m;
-    s_expect_offer(fx, "SM001", WAIT_MS, &m);
-    souk_msg_clear(&m);
-    s_verdict(fx, "SM001", false);
-    s_barrier(fx, "SM001");
-    long total_kib, dirty_kib, own_kib;
-    s_memory(fx->pid, &total_kib, &dirty_kib, &own_kib);
-    fprintf(stderr, "idle session: private %ld KiB in all (%ld KiB dirty), %ld KiB its own "
-            "(heap, stack, anonymous)\n", total_kib, dirty_kib, own_kib);
-    assert_true(own_kib > 0);
-    assert_true(own_kib < 1024);
-#endif
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1010,6 +977,7 @@ int main(void)
         T(test_refuses_other_user),
         T(test_order_within_user),
         T(test_debounce_merges_a_burst),
+        T(test_turn_is_capped),
         T(test_debounce_zero_answers_each),
         T(test_verdict_inline),
         T(test_verdict_rest_hints_sender),
@@ -1027,7 +995,6 @@ int main(void)
         T(test_sigterm_finishes_turn),
         T(test_opt_out_and_back_in),
         T(test_heartbeat_stats),
-        T(test_idle_private_memory),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -129,6 +129,11 @@ void gw_routing_merged(gw_routing_t *self, const char *peer, const char *msg_sid
                        int64_t now_ms);
 void gw_routing_offer(gw_routing_t *self, const char *peer, const char *msg_sid,
                       const char *outbox_key, const char *body, int64_t now_ms);
+/* The session takes the slow path for msg_sid (a change to an order, a
+ * ticket, a voice note): answer the request now with `text` as the
+ * acknowledgement; the reply, when offered, goes out through the sender. */
+void gw_routing_defer(gw_routing_t *self, const char *peer, const char *msg_sid,
+                      const char *text, int64_t now_ms);
 void gw_routing_idle(gw_routing_t *self, const char *peer, const char *waid, int64_t now_ms);
 /* From the supervisor: the session of waid ended, or (refused) was not
  * started (SESSION_EXIT with code -1). */

@@ -501,6 +501,24 @@ void gw_routing_merged(gw_routing_t *self, const char *peer, const char *msg_sid
         gw_recent_put(self->verdicts, msg_sid, VERDICT_REST);
 }
 
+void gw_routing_defer(gw_routing_t *self, const char *peer, const char *msg_sid,
+                      const char *text, int64_t now_ms)
+{
+    gw_routing_expire(self, now_ms);
+    user_t *u = s_user(self, peer, false);
+    if (u)
+        s_settle_msg(self, u, msg_sid);
+    gw_request_t *r = u ? s_request_of(self, u, msg_sid) : NULL;
+    if (!r) { /* answered already (budget, restart): the reply goes by REST anyway */
+        if (!gw_recent_get(self->verdicts, msg_sid))
+            gw_recent_put(self->verdicts, msg_sid, VERDICT_REST);
+        return;
+    }
+    char *twiml = twilio_twiml_message(text && *text ? text : TEXT_ACK);
+    s_request_close(self, r, twiml ? twiml : self->twiml_ack, "deferred", "later");
+    free(twiml);
+}
+
 void gw_routing_offer(gw_routing_t *self, const char *peer, const char *msg_sid,
                       const char *outbox_key, const char *body, int64_t now_ms)
 {
@@ -510,6 +528,13 @@ void gw_routing_offer(gw_routing_t *self, const char *peer, const char *msg_sid,
     user_t *u = s_user(self, peer, false);
     if (u)
         s_settle_msg(self, u, msg_sid);
+    if (!*outbox_key) {
+        /* nothing to say (a STOP): answer empty, and no verdict is owed */
+        gw_request_t *quiet = u ? s_request_of(self, u, msg_sid) : NULL;
+        if (quiet)
+            s_request_close(self, quiet, self->twiml_empty, "silent", "none");
+        return;
+    }
     gw_request_t *r = NULL;
     int verdict = gw_recent_get(self->verdicts, msg_sid);
     if (!verdict) {

@@ -97,6 +97,10 @@ static int s_handle_known(session_t *self, const souk_inbound_t *in, const char 
     store_inbound_t row = { 0 };
     store_outbox_t out = { 0 };
     int rc = store_inbound_get(self->store, in->msg_sid, &row);
+    if (rc == SOUK_ENOTFOUND) {
+        s_accepted(self, in->msg_sid, true); /* gone since: long answered */
+        return SOUK_OK;
+    }
     if (rc != SOUK_OK)
         return rc;
     if (strcmp(row.waid, self->waid) != 0) {
@@ -145,7 +149,7 @@ void session_inbound_handle(session_t *self, const souk_inbound_t *in)
         SLOG_WARN("session.inbound_refused", "reason=\"no MessageSid\"");
         return;
     }
-    self->last_msg_ms = souk_now_ms();
+    self->last_msg_ms = self->idle_from_ms = souk_now_ms();
     self->idle_asked_ms = 0;
     self->handled++;
     int64_t received_ms = in->received_ms ? (int64_t)in->received_ms : souk_wall_ms();

@@ -68,7 +68,7 @@ void session_schedule(session_t *self)
     else if (!session_busy(self))
         due = s_earliest(due, self->idle_asked_ms
                                   ? self->idle_asked_ms + SESSION_IDLE_WAIT_MS
-                                  : self->last_msg_ms + self->cfg->session_idle_s * 1000);
+                                  : self->idle_from_ms + self->cfg->session_idle_s * 1000);
     if (self->timer_id != -1 && due == self->timer_due)
         return;
     if (self->timer_id != -1)
@@ -102,7 +102,7 @@ static void s_ask_idle(session_t *self)
         SLOG_INFO("session.idle_asked", "idle_ms=%lld",
                   (long long)(self->idle_asked_ms - self->last_msg_ms));
     } else {
-        self->last_msg_ms = souk_now_ms(); /* ask again a period later */
+        self->idle_from_ms = souk_now_ms(); /* ask again a period later */
     }
 }
 
@@ -135,7 +135,7 @@ static int s_handle_idle_ok(session_t *self, const souk_idle_ok_t *ok)
     }
     self->idle_asked_ms = 0;
     if (!ok->ok) {
-        self->last_msg_ms = souk_now_ms();
+        self->idle_from_ms = souk_now_ms();
         SLOG_INFO("session.idle_refused", "handled=%llu", (unsigned long long)self->handled);
         return 0;
     }
@@ -176,7 +176,7 @@ static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
                       (unsigned long long)self->handled);
             return -1;
         }
-        if (!self->idle_asked_ms && now >= self->last_msg_ms + self->cfg->session_idle_s * 1000)
+        if (!self->idle_asked_ms && now >= self->idle_from_ms + self->cfg->session_idle_s * 1000)
             s_ask_idle(self);
     }
     session_schedule(self);
@@ -338,7 +338,7 @@ static int s_self_init(session_t *self, const souk_config_t *cfg, const char *na
 {
     self->cfg = cfg;
     self->timer_id = -1;
-    self->last_msg_ms = souk_now_ms();
+    self->last_msg_ms = self->idle_from_ms = souk_now_ms();
     snprintf(self->waid, sizeof self->waid, "%s", waid);
     twilio_mask_phone(waid, self->masked, sizeof self->masked);
     char log_name[SOUK_CAP_NAME + 1];

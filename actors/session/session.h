@@ -74,7 +74,8 @@ typedef struct {
     session_offer_t *offers;
 
     uint64_t handled;     /* INBOUND messages handled */
-    int64_t last_msg_ms;  /* monotonic; the idle clock */
+    int64_t last_msg_ms;  /* monotonic: the last message (heartbeat idle_ms) */
+    int64_t idle_from_ms; /* monotonic: idle since, for asking to exit */
     int64_t idle_asked_ms; /* IDLE sent at; 0: not asked */
     bool gateway_lost;    /* disconnected since the last connect */
     bool draining;

@@ -49,6 +49,7 @@
     X(INBOUND,       inbound,       "gateway -> session: a verified message") \
     X(ACCEPTED,      accepted,      "session -> gateway: persisted (or dup)") \
     X(MERGED,        merged,        "session -> gateway: answered in a later turn") \
+    X(DEFER,         defer,         "session -> gateway: acknowledge now, answer later") \
     X(REPLY_OFFER,   reply_offer,   "session -> gateway: answer is ready")   \
     X(REPLY_VERDICT, reply_verdict, "gateway -> session: inline or REST")    \
     X(IDLE,          idle,          "session -> gateway: may I exit?")       \
@@ -89,6 +90,7 @@
     F(u64, received_ms, 0)
 #define SOUK_FIELDS_accepted(F) F(str, msg_sid, SOUK_CAP_ID) F(bool, duplicate, 0)
 #define SOUK_FIELDS_merged(F) F(str, msg_sid, SOUK_CAP_ID) F(str, into_sid, SOUK_CAP_ID)
+#define SOUK_FIELDS_defer(F) F(str, msg_sid, SOUK_CAP_ID) F(str, text, SOUK_CAP_TEXT)
 #define SOUK_FIELDS_reply_offer(F)                                           \
     F(str, msg_sid, SOUK_CAP_ID) F(str, outbox_key, SOUK_CAP_ID)             \
     F(str, body, SOUK_CAP_TEXT)

@@ -37,7 +37,8 @@
  *   DLV#sid/status delivery events; IDEM#key; PRODUCT#sku;
  *   USER#waid/ORDER#id order (the key holds the owner: another user's order
  *   is simply not found) with a guard item ORDERIDEM#idem_key put first;
- *   USER#waid/TICKET#id likewise; LEASE#name. */
+ *   USER#waid/TICKET#id likewise; LEASE#name; USER#waid/STATE the agent's
+ *   dialog state (one item, overwritten each turn). */
 #ifndef SOUK_STORE_H
 #define SOUK_STORE_H
 
@@ -152,6 +153,17 @@ int store_user_get(store_t *self, const char *waid, store_user_t *out);
  * STOP must be honoured whoever sends it. opt_changed_ms moves only when the
  * value changes. */
 int store_user_set_opt_out(store_t *self, const char *waid, bool opted_out, int64_t now_ms);
+
+/* ---- dialog state (by waid) ---------------------------------------------- */
+
+#define STORE_USER_STATE_MAX (64 * 1024)
+
+/* The agent's dialog state: one JSON document per user, opaque to the store,
+ * at most STORE_USER_STATE_MAX bytes. *json: caller frees with free().
+ * SOUK_ENOTFOUND when none was ever put (a new conversation). */
+int store_user_state_get(store_t *self, const char *waid, char **json);
+/* Replaces the user's state (last writer wins: one session owns a user). */
+int store_user_state_put(store_t *self, const char *waid, const char *json, int64_t now_ms);
 
 /* ---- inbound messages (by msg_sid; pending by waid) --------------------- */
 
@@ -481,6 +493,8 @@ typedef struct {
     int (*lease_acquire)(store_impl_t *h, const char *name, const char *owner, int64_t ttl_ms,
                          int64_t now_ms);
     int (*lease_release)(store_impl_t *h, const char *name, const char *owner);
+    int (*user_state_get)(store_impl_t *h, const char *waid, char **json);
+    int (*user_state_put)(store_impl_t *h, const char *waid, const char *json, int64_t now_ms);
 } store_backend_t;
 
 extern const store_backend_t store_sqlite_backend;
