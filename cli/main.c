@@ -22,29 +22,41 @@ static int cmd_config(souk_config_t *cfg, int argc, char **argv);
 static const struct {
     const char *name;
     command_fn fn;
-    const char *usage;
+    const char *args; /* NULL: internal, not listed */
+    const char *what;
 } s_commands[] = {
-    { "serve", cmd_serve, "serve [--config FILE]   run souk in the foreground" },
-    { "status", cli_status, "status [--json]          every actor: role, pid, state, uptime, restarts" },
-    { "events", cli_events, "events                   lifecycle events as JSON lines (until interrupted)" },
-    { "chat", cli_chat, "chat [--from +15551234567] [--name Ana]   talk to souk as a WhatsApp user" },
-    { "import", cli_import, "import FILE [--dry-run] [--if-empty] [--format csv|json|jsonl]   load products, all or nothing" },
-    { "products", cli_products, "products [--json] [--count]   the catalogue, by SKU" },
-    { "orders", cli_orders, "orders [--json]          every order: id, user, items, total, status, created" },
-    { "tickets", cli_tickets, "tickets [--json]         every support ticket" },
-    { "search", cli_search, "search QUERY [--limit N] [--json]   ranked products with SKU and score" },
-    { "understand", cli_understand, "understand TEXT [--json]   the built-in agent's intent, confidence and slots" },
-    { "config", cmd_config, "config [--table]         the effective configuration, secrets hidden" },
-    { "actor", cmd_actor, NULL }, /* internal: what the supervisor execs */
+    { "serve", cmd_serve, "serve [--config FILE]",
+      "run souk in the foreground" },
+    { "status", cli_status, "status [--json]",
+      "every actor: role, pid, state, uptime, restarts" },
+    { "events", cli_events, "events",
+      "lifecycle events as JSON lines (until interrupted)" },
+    { "chat", cli_chat, "chat [--from +15551234567] [--name Ana]",
+      "talk to souk as a WhatsApp user" },
+    { "import", cli_import, "import FILE [--dry-run] [--if-empty] [--format csv|json|jsonl]",
+      "load products, all or nothing" },
+    { "products", cli_products, "products [--json] [--count]",
+      "the catalogue, by SKU" },
+    { "orders", cli_orders, "orders [--json]",
+      "every order: id, user, items, total, status, created" },
+    { "tickets", cli_tickets, "tickets [--json]",
+      "every support ticket" },
+    { "search", cli_search, "search QUERY [--limit N] [--json]",
+      "ranked products with SKU and score" },
+    { "understand", cli_understand, "understand TEXT [--json]",
+      "the built-in agent's intent, confidence and slots" },
+    { "config", cmd_config, "config [--table]",
+      "the effective configuration, secrets hidden" },
+    { "actor", cmd_actor, NULL, NULL }, /* internal: what the supervisor execs */
 };
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: souk [--config FILE] COMMAND [ARGS]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
-        if (s_commands[i].usage)
-            fprintf(f, "  souk %s\n", s_commands[i].usage);
-    fprintf(f, "  souk help                help\n");
+        if (s_commands[i].args)
+            fprintf(f, "  souk %-44s %s\n", s_commands[i].args, s_commands[i].what);
+    fprintf(f, "  souk %-44s %s\n", "help", "this text");
 }
 
 static int cmd_serve(souk_config_t *cfg, int argc, char **argv)

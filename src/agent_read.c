@@ -17,7 +17,7 @@ static void s_normalize(const char *text, char *out, size_t cap)
     size_t o = 0;
     out[o++] = ' ';
     for (const unsigned char *p = (const unsigned char *) text; *p && o + 2 < cap; p++) {
-        if (*p == '\'') 
+        if (*p == '\'')
             continue;
         if (p[0] == 0xE2 && p[1] == 0x80 && p[2] == 0x99) {   /* ’ */
             p += 2;
@@ -102,7 +102,7 @@ static const char *const s_people[] = {
     "someone", "somebody", "staff", "person", NULL };
 static const char *const s_reach[] = {
     "talk", "speak", "chat", "call", "contact", "connect", "transfer", "get me", "want", "need",
-    "put me", "let me", "can i", "human", "humans", "real person", NULL };
+    "put me", "human", "humans", "real person", NULL };
 static const char *const s_detail[] = {
     "tell me more", "more about", "tell me about", "details", "detail", "describe",
     "description", "more info", "info", "information", "specs", "what is it", "whats it",
@@ -111,7 +111,7 @@ static const char *const s_similar[] = {
     "more like", "similar", "something like", "others like", "like the first", "like that one",
     "like this one", "alternatives", "alternative", "anything like", "like it", NULL };
 static const char *const s_add[] = {
-    "also", "add", "plus", "as well", "another", "too", NULL };
+    "also", "add", "plus", "as well", "another", NULL };
 static const char *const s_ask_sell[] = {
     "do you sell", "do you have", "do you carry", "do you stock", "have you got", "got any",
     "is there", "are there", "you have any", "you sell", NULL };
