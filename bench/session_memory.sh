@@ -7,13 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-50}"
-./scripts/build build-release -Dbuildtype=release
+BUILD="${BUILD:-build-release}"; [ "$BUILD" = build-release ] && ./scripts/build build-release -Dbuildtype=release
 TOKEN=0123456789abcdef0123456789abcdef PUBLIC=https://bench.example.org
 WORK=$(mktemp -d /tmp/skm-XXXXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 trap 'kill %1 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 MALLOC_PERTURB_= SOUK_DATA="$WORK/d" SOUK_PORT=$PORT SOUK_LISTEN=lo SOUK_PUBLIC_URL=$PUBLIC \
-  TWILIO_AUTH_TOKEN=$TOKEN SOUK_DEBOUNCE_MS=0 SOUK_LOG_LEVEL=warn build-release/souk serve 2>"$WORK/log" &
+  TWILIO_AUTH_TOKEN=$TOKEN SOUK_DEBOUNCE_MS=0 SOUK_LOG_LEVEL=warn $BUILD/souk serve 2>"$WORK/log" &
 for _ in $(seq 200); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 0.05; done
 python3 bench/webhook/gen_requests.py "$WORK/req.lua" "$N" "$N" "$TOKEN" "$PUBLIC" --first
 python3 - "$WORK/req.lua" "$PORT" <<'PY'
@@ -24,7 +24,7 @@ for body, sig in re.findall(r'\{"([^"]*)","([^"]*)"\}', open(sys.argv[1]).read()
     urllib.request.urlopen(req, timeout=10).read()
 PY
 sleep 2 # let every session finish its turn and settle into idle
-SOUK_DATA="$WORK/d" build-release/souk status --json | python3 -c '
+SOUK_DATA="$WORK/d" $BUILD/souk status --json | python3 -c '
 import json, sys
 pids = [a["pid"] for a in json.load(sys.stdin)["actors"] if a["role"] == "session"]
 priv = []; pss = []

@@ -65,6 +65,7 @@ typedef struct {
     int n_shown;
     char query[NLU_QUERY_MAX];  /* the search behind it ("" after a non-search list) */
     int64_t query_max_cents;    /* its price limit; 0: none */
+    float query_score;          /* its best hit's score: the bar for refinements */
     ag_product_t focus;         /* the product talked about ("that one") */
     bool has_focus;
     ag_pending_t pending;
@@ -107,6 +108,10 @@ typedef struct {
     char norm[NLU_TEXT_MAX + 2]; /* " lowercased words, one space apart " */
     bool greeting, thanks, bye, help, complaint, handoff, detail, similar, add, ask_sell;
     bool status_words;          /* "where is", "track", "status" */
+    bool cancel_words;          /* "cancel", "cancellation" */
+    bool question;              /* "which…", "how much…", "…?" */
+    bool order_verb;            /* "take", "buy", "order", "add"… */
+    bool my_order;              /* "my order", "my last order": the one talked about */
     bool bare_qty;              /* the message is a quantity and nothing else */
     unsigned policy;            /* AG_POLICY_* asked about */
     char topic[NLU_QUERY_MAX];  /* slots.query without policy / filler words */
@@ -168,6 +173,8 @@ void ag_text_money(ag_text_t *t, int64_t cents, const char *currency);
 void ag_text_bold(ag_text_t *t, const char *name);
 /* "1. *Name* — $9.99" lines, with "(out of stock)" where it is. */
 void ag_text_products(ag_text_t *t, const ag_product_t *p, int n);
+/* Drops trailing white space. */
+void ag_text_trim(ag_text_t *t);
 /* The final reply: trimmed, at most AGENT_REPLY_MAX bytes (cut at a line,
  * else a word, never inside a UTF-8 sequence). Takes the buffer. */
 char *ag_text_finish(ag_text_t *t);
@@ -248,6 +255,10 @@ void ag_offer_alternatives(ag_turn_t *t, const ag_product_t *p);
  * *ambiguous when several fit (they are then shown, asking which). */
 bool ag_resolve(ag_turn_t *t, nlu_ref_t ref, int ref_index, const char *query,
                 ag_product_t *out, bool *ambiguous);
+
+/* Whether name holds every word of query (3+ letters, any case, a plural's
+ * "s" dropped; shorter words are ignored); false when no word counts. */
+bool ag_name_match(const char *name, const char *query);
 
 void ag_do_order(ag_turn_t *t);
 void ag_do_change(ag_turn_t *t);

@@ -93,9 +93,9 @@ static const char *const s_complaints[] = {
 /* "refund" and "return" are complaints only with a request: the bare words
  * are also policy questions ("what is your return policy"). */
 static const char *const s_claims[] = {
-    "want a refund", "need a refund", "get a refund", "refund please", "refund my",
-    "want to return", "need to return", "like to return", "want my money", "return this",
-    "return it", "return the", "send it back", "exchange it", "want an exchange", NULL };
+    "want a refund", "need a refund", "refund please", "refund my", "want to return",
+    "need to return", "like to return", "want my money", "want to send it back",
+    "want an exchange", "want to exchange", NULL };
 static const char *const s_people[] = {
     "human", "humans", "real person", "a person", "representative", "operator", "live agent",
     "an agent", "real agent", "customer service", "customer care", "a manager", "the manager",
@@ -107,6 +107,17 @@ static const char *const s_detail[] = {
     "tell me more", "more about", "tell me about", "details", "detail", "describe",
     "description", "more info", "info", "information", "specs", "what is it", "whats it",
     "what about", "is it good", NULL };
+/* Questions about a product's price or stock: details, not a search. */
+static const char *const s_detail_questions[] = {
+    "how much", "price of", "cost", "costs", "in stock", "available", "availability", NULL };
+static const char *const s_questions[] = {
+    "which", "what", "whats", "how", "is", "are", "does", "do", "can", "could", NULL };
+static const char *const s_order_verbs[] = {
+    "take", "buy", "order", "want", "get", "ill have", "add", "need", "purchase", "give me",
+    "send me", "id like", "i would like", NULL };
+static const char *const s_my_order[] = {
+    "my order", "my last order", "the order", "this order", "that order", "my parcel",
+    "my package", "my delivery", NULL };
 static const char *const s_similar[] = {
     "more like", "similar", "something like", "others like", "like the first", "like that one",
     "like this one", "alternatives", "alternative", "anything like", "like it", NULL };
@@ -132,7 +143,8 @@ static const char *const s_topic_stop[] = {
     "on", "for", "of", "about", "what", "whats", "how", "does", "do", "it", "this", "that",
     "there", "any", "your", "you", "can", "i", "a", "an", "and", "or", "get", "have", "has",
     "will", "with", "days", "day", "fast", "free", "back", "send", "come", "comes", "one",
-    "period", "covered", "cover", "info", "information", "tell", "me", "more", NULL };
+    "period", "covered", "cover", "info", "information", "tell", "me", "more", "to", "in",
+    "my", "we", "us", "if", "when", NULL };
 
 static bool s_in(const char *w, const char *const *list)
 {
@@ -229,7 +241,11 @@ void ag_read(const char *text, ag_read_t *rd)
     rd->help = ag_has_any(n, s_help);
     rd->complaint = ag_has_any(n, s_complaints) || ag_has_any(n, s_claims);
     rd->handoff = ag_has_any(n, s_people) && ag_has_any(n, s_reach);
-    rd->detail = ag_has_any(n, s_detail);
+    rd->question = strchr(text, '?') || s_starts_any(n, s_questions);
+    rd->order_verb = ag_has_any(n, s_order_verbs);
+    rd->detail = ag_has_any(n, s_detail) || (rd->question && ag_has_any(n, s_detail_questions));
+    rd->cancel_words = ag_has(n, "cancel*");
+    rd->my_order = ag_has_any(n, s_my_order);
     rd->similar = ag_has_any(n, s_similar);
     rd->add = ag_has_any(n, s_add);
     rd->ask_sell = ag_has_any(n, s_ask_sell);

@@ -127,15 +127,21 @@ static size_t s_utf8_cut(const char *s, size_t len, size_t max)
     return n;
 }
 
+void ag_text_trim(ag_text_t *t)
+{
+    while (t->len && isspace((unsigned char) t->buf[t->len - 1]))
+        t->len--;
+    if (t->buf)
+        t->buf[t->len] = '\0';
+}
+
 char *ag_text_finish(ag_text_t *t)
 {
     if (t->oom || !t->buf) {
         ag_text_free(t);
         return strdup("Sorry, something went wrong on my side. Please try again.");
     }
-    while (t->len && isspace((unsigned char) t->buf[t->len - 1]))
-        t->len--;
-    t->buf[t->len] = '\0';
+    ag_text_trim(t);
     if (t->len > AGENT_REPLY_MAX) {
         size_t room = AGENT_REPLY_MAX - strlen("\n" ELLIPSIS);
         size_t cut = s_utf8_cut(t->buf, t->len, room);

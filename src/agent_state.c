@@ -50,10 +50,11 @@ void ag_state_show(ag_state_t *st, const ag_product_t *items, int n, const char 
     st->n_shown = n;
     ag_copy(st->query, sizeof st->query, query ? query : "");
     st->query_max_cents = max_cents;
-    if (n == 1) {
+    st->query_score = 0.f;
+    /* "it" is the product of a one-item list, and nothing of a longer one */
+    st->has_focus = n == 1;
+    if (n == 1)
         st->focus = items[0];
-        st->has_focus = true;
-    }
 }
 
 /* ---- JSON ------------------------------------------------------------------ */
@@ -98,6 +99,8 @@ json_t *ag_state_to_json(const ag_state_t *st)
         json_object_set_new(o, "query", json_string(st->query));
     if (st->query_max_cents > 0)
         json_object_set_new(o, "query_max", json_integer(st->query_max_cents));
+    if (st->query_score > 0.f)
+        json_object_set_new(o, "query_score", json_real(st->query_score));
     if (st->has_focus)
         json_object_set_new(o, "focus", s_product_json(&st->focus));
     const ag_pending_t *pd = &st->pending;
@@ -184,6 +187,9 @@ void ag_state_from_json(ag_state_t *st, const json_t *o)
     json_t *max = json_object_get(o, "query_max");
     st->query_max_cents = json_is_integer(max) && json_integer_value(max) > 0
                         ? json_integer_value(max) : 0;
+    json_t *score = json_object_get(o, "query_score");
+    st->query_score = json_is_number(score) && json_number_value(score) > 0
+                    && json_number_value(score) < 10 ? (float) json_number_value(score) : 0.f;
     st->has_focus = s_product_read(json_object_get(o, "focus"), &st->focus);
     s_pending_from_json(&st->pending, json_object_get(o, "pending"));
     if (st->pending.kind == AG_PENDING_OFFER && !st->has_focus)

@@ -1,11 +1,14 @@
 /* search: a customer's words -> ranked products, from the index file alone.
  *
  * A query goes: pick up a rebuilt index -> take the price words out (a
- * filter) -> take exact SKUs out (ranked first) -> find named brands and
- * categories (boosts) -> embed what is left and scan the index with the
- * filters and boosts. The brand and category tables are derived from the
- * index whenever a new one is mapped, as is the embedder's learnt state. */
+ * filter) -> take an exact SKU out (ranked first) -> correct misspelt words
+ * against the catalogue's vocabulary -> embed what is left -> boost named
+ * brands, named categories and the categories whose centroid the query is
+ * close to -> scan the index with the filters and boosts. The brand and
+ * category tables and the speller are derived from the index whenever a new
+ * one is mapped, as is the embedder's learnt state. */
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,7 @@
 #define BRAND_BOOST 0.10f
 #define CATEGORY_BOOST 0.06f
 #define CENTROID_BOOST 0.5f
+#define LEX_BOOST 0.2f
 #define SKU_SCORE 2.0f
 #define STEMS_MAX 8                /* per category name */
 #define QUERY_STEMS_MAX 64
@@ -43,6 +47,9 @@ struct search_s {
     float *brand_boost, *cat_boost;
     uint8_t *cat_mask;
     speller_t *speller;
+    float *lex;                /* per product: share of the query's stems it holds */
+    uint32_t *touched;         /* products with lex != 0 */
+    size_t n_touched, n_products;
     float *qvec;
     vindex_hit_t hits[SEARCH_LIMIT_MAX + 1];
     search_info_t info;
@@ -118,6 +125,11 @@ static void s_free_derived(search_t *self)
     free(self->cat_boost);
     free(self->cat_mask);
     speller_free(&self->speller);
+    free(self->lex);
+    free(self->touched);
+    self->lex = NULL;
+    self->touched = NULL;
+    self->n_touched = self->n_products = 0;
     self->brand_norm = NULL;
     self->cats = NULL;
     self->brand_boost = self->cat_boost = NULL;
@@ -159,6 +171,11 @@ static int s_derive(search_t *self)
     size_t words_len;
     vindex_words(self->vx, &words, &words_len);
     if (speller_new(words, words_len, &self->speller) != SOUK_OK)
+        return SOUK_ENOMEM;
+    self->n_products = vindex_count(self->vx);
+    self->lex = calloc(self->n_products + 1, sizeof *self->lex);
+    self->touched = malloc((self->n_products + 1) * sizeof *self->touched);
+    if (!self->lex || !self->touched)
         return SOUK_ENOMEM;
     char buf[512];
     for (; self->n_brands < nb; self->n_brands++) {
@@ -317,6 +334,44 @@ static void s_correct(search_t *self, char *text, size_t cap)
         memcpy(text + tl, add, alen + 1);
 }
 
+/* Exact matching: each product gets LEX_BOOST times the IDF-weighted share
+ * of the query's word stems that its texts hold. A colour that only an
+ * attribute mentions, or a model number, then counts for what it is, not
+ * only for where the hashing put it. Returns whether any product got one. */
+static bool s_lexical(search_t *self, const char *text)
+{
+    for (size_t i = 0; i < self->n_touched; i++)
+        self->lex[self->touched[i]] = 0;
+    self->n_touched = 0;
+    char w[WORD_MAX + 1], seen[TEXT_MAX] = "";
+    size_t len, seen_len = 0;
+    float total = 0;
+    while ((len = words_next(&text, w)) > 0) {
+        if (len < 2 || stopword_is(w, len))
+            continue;
+        size_t sl;
+        const char *stem = stemmer_stem(self->stemmer, w, len, &sl);
+        const uint32_t *ids;
+        size_t n;
+        char key[WORD_MAX + 3];
+        snprintf(key, sizeof key, " %.*s ", (int)sl, stem);
+        if (strstr(seen, key) || vindex_term_postings(self->vx, stem, sl, &ids, &n) != SOUK_OK)
+            continue;
+        if (seen_len + strlen(key) < sizeof seen)
+            seen_len += (size_t)snprintf(seen + seen_len, sizeof seen - seen_len, "%s", key);
+        float weight = logf(1.0f + (float)self->n_products / (float)n);
+        total += weight;
+        for (size_t i = 0; i < n; i++) {
+            if (self->lex[ids[i]] == 0)
+                self->touched[self->n_touched++] = ids[i];
+            self->lex[ids[i]] += weight;
+        }
+    }
+    for (size_t i = 0; i < self->n_touched; i++)
+        self->lex[self->touched[i]] *= LEX_BOOST / total;
+    return self->n_touched > 0;
+}
+
 /* Boosts brands and categories the text names; counts them into info. */
 static void s_named(search_t *self, const char *norm)
 {
@@ -433,6 +488,45 @@ static int s_refresh(search_t *self)
     return SOUK_OK;
 }
 
+/* Embeds work and scans the index with vf, named brands and categories
+ * boosted, into hits; *got counts them (hits already there included). */
+static int s_semantic(search_t *self, const char *work, vindex_filter_t *vf,
+                      const search_filters_t *f, int limit, search_hit_t *hits, int *got)
+{
+    int rc = embed_texts(self->e, EMBED_QUERY, &work, 1, self->qvec);
+    if (rc != SOUK_OK) {
+        snprintf(self->err, sizeof self->err, "search: embedding the query failed (%s)",
+                 souk_strerror(rc));
+        return rc;
+    }
+    bool words = false;                        /* anything the catalogue knows */
+    for (int d = 0; d < self->id.dim && !words; d++)
+        words = self->qvec[d] != 0;
+    bool filtering = vf->max_price_cents >= 0 || vf->in_stock_only || vf->category_mask;
+    if (*got == limit || (!words && (*got || !filtering)))
+        return SOUK_OK;                        /* nothing to rank by */
+    char norm[TEXT_MAX + 2];
+    s_normalize(work, norm, sizeof norm);
+    s_named(self, norm);
+    if (words)
+        s_centroid_boosts(self);
+    vf->brand_boost = self->brand_boost;
+    vf->category_boost = self->cat_boost;
+    if (words && s_lexical(self, work))
+        vf->extra = self->lex;
+    int found;
+    rc = vindex_query(self->vx, &self->id, self->qvec, vf, limit - *got, self->hits, &found,
+                      self->err, sizeof self->err);
+    for (int i = 0; rc == SOUK_OK && i < found; i++) {
+        vindex_entry_t e;
+        if (words && self->hits[i].score <= f->min_score)
+            break;
+        if (vindex_entry(self->vx, self->hits[i].id, &e) == SOUK_OK)
+            s_hit(&e, self->hits[i].score, false, &hits[(*got)++]);
+    }
+    return rc;
+}
+
 int search_query(search_t *self, const char *text, const search_filters_t *f, int limit,
                  search_hit_t *hits, int *n)
 {
@@ -473,38 +567,7 @@ int search_query(search_t *self, const char *text, const search_filters_t *f, in
     s_correct(self, work, sizeof work);
     snprintf(self->info.semantic_text, sizeof self->info.semantic_text, "%s",
              work + strspn(work, " "));
-    char norm[TEXT_MAX + 2];
-    s_normalize(work, norm, sizeof norm);
-    const char *q = work;
-    rc = embed_texts(self->e, EMBED_QUERY, &q, 1, self->qvec);
-    if (rc != SOUK_OK) {
-        snprintf(self->err, sizeof self->err, "search: embedding the query failed (%s)",
-                 souk_strerror(rc));
-        return rc;
-    }
-    bool words = false;                        /* anything the catalogue knows */
-    for (int d = 0; d < self->id.dim && !words; d++)
-        words = self->qvec[d] != 0;
-    bool filtering = vf.max_price_cents >= 0 || vf.in_stock_only || vf.category_mask;
-    if (got == limit || (!words && (got || !filtering)))
-        goto done;
-    s_named(self, norm);
-    if (words)
-        s_centroid_boosts(self);
-    vf.brand_boost = self->brand_boost;
-    vf.category_boost = self->cat_boost;
-    int found;
-    rc = vindex_query(self->vx, &self->id, self->qvec, &vf, limit - got, self->hits, &found,
-                      self->err, sizeof self->err);
-    if (rc != SOUK_OK)
-        return rc;
-    for (int i = 0; i < found; i++) {
-        if (words && self->hits[i].score <= f->min_score)
-            break;
-        if (vindex_entry(self->vx, self->hits[i].id, &e) == SOUK_OK)
-            s_hit(&e, self->hits[i].score, false, &hits[got++]);
-    }
-done:
-    *n = got;
-    return SOUK_OK;
+    rc = s_semantic(self, work, &vf, f, limit, hits, &got);
+    *n = rc == SOUK_OK ? got : 0;
+    return rc;
 }

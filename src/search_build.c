@@ -24,6 +24,8 @@ typedef struct {
     float *vecs;
     int dim;
     words_set_t *words;        /* the catalogue's vocabulary, for spelling */
+    terms_t *terms;            /* stems -> products, for exact matching */
+    stemmer_t *stemmer;
     int rc;
     size_t bad;                /* products refused by the writer */
     double embed_seconds;
@@ -63,11 +65,15 @@ static int s_write(build_t *b, const store_product_t *p, const float *vec)
     vindex_item_t item = { .sku = p->sku, .name = p->name, .currency = p->currency,
                            .category = p->category, .brand = p->brand,
                            .price_cents = p->price_cents, .stock = p->stock };
+    uint32_t id = (uint32_t)vindex_writer_count(b->w);
     int rc = vindex_writer_add(b->w, &item, vec);
     if (rc == SOUK_EINVAL) {
         b->bad++;                              /* a row the store should not have had */
         return SOUK_OK;
     }
+    embed_doc_t d = s_doc(p);
+    for (int f = 0; f < EMBED_FIELD_COUNT && rc == SOUK_OK; f++)
+        rc = terms_add_text(b->terms, b->stemmer, id, d.field[f]);
     return rc;
 }
 
@@ -130,6 +136,57 @@ static int s_embed_one(const store_product_t *p, void *arg)
     return b->n == b->batch_max ? s_flush(b) : SOUK_OK;
 }
 
+/* The index writer, given the embedder's learnt state and the words. */
+static int s_open_writer(build_t *b, const char *index_path, char *err, size_t errlen)
+{
+    embed_id_t id;
+    embed_identity(b->e, &id);
+    int rc = vindex_writer_new(index_path, &id, &b->w, err, errlen);
+    uint8_t *state = NULL;
+    size_t state_len = 0;
+    if (rc == SOUK_OK)
+        rc = embed_state_save(b->e, &state, &state_len);
+    if (rc == SOUK_OK)
+        rc = vindex_writer_set_state(b->w, state, state_len);
+    free(state);
+    char *words = NULL;
+    size_t words_len = 0;
+    if (rc == SOUK_OK)
+        rc = words_set_join(b->words, &words, &words_len);
+    if (rc == SOUK_OK)
+        rc = vindex_writer_set_words(b->w, words, words_len);
+    free(words);
+    words_set_free(&b->words);
+    return rc;
+}
+
+/* Hands the postings to the writer; they stay in b->terms until commit. */
+static int s_set_terms(build_t *b)
+{
+    const char *terms;
+    const uint32_t *str_off, *term_off, *postings;
+    size_t terms_len, n_terms, n_postings;
+    int rc = terms_finish(b->terms, &terms, &terms_len, &str_off, &term_off, &n_terms, &postings,
+                          &n_postings);
+    if (rc == SOUK_OK)
+        rc = vindex_writer_set_terms(b->w, terms, terms_len, str_off, term_off, n_terms, postings,
+                                     n_postings);
+    return rc;
+}
+
+static void s_build_free(build_t *b)
+{
+    vindex_writer_abort(&b->w);
+    for (size_t i = 0; i < b->n; i++)
+        store_product_clear(&b->rows[i]);
+    words_set_free(&b->words);
+    terms_free(&b->terms);
+    stemmer_free(&b->stemmer);
+    free(b->vecs);
+    free(b->rows);
+    free(b->docs);
+}
+
 int search_build(const char *index_path, embedder_t *embedder, search_each_fn each, void *src,
                  search_build_stats_t *st, char *err, size_t errlen)
 {
@@ -142,53 +199,34 @@ int search_build(const char *index_path, embedder_t *embedder, search_each_fn ea
     b.rows = calloc(b.batch_max, sizeof *b.rows);
     b.docs = calloc(b.batch_max, sizeof *b.docs);
     int rc = b.vecs && b.rows && b.docs ? words_set_new(&b.words) : SOUK_ENOMEM;
+    if (rc == SOUK_OK)
+        rc = terms_new(&b.terms);
+    if (rc == SOUK_OK)
+        rc = stemmer_new(&b.stemmer);
     const char *stage = "learning the catalogue";
     if (rc == SOUK_OK)
         rc = each(src, s_fit_one, &b);
     if (rc == SOUK_OK)
         rc = embed_fit_end(embedder);
     double t1 = s_now();
-    embed_id_t id;
-    embed_identity(embedder, &id);
-    uint8_t *state = NULL;
-    size_t state_len = 0;
     if (rc == SOUK_OK) {
         stage = "opening the index";
-        rc = vindex_writer_new(index_path, &id, &b.w, err, errlen);
+        rc = s_open_writer(&b, index_path, err, errlen);
     }
-    if (rc == SOUK_OK)
-        rc = embed_state_save(embedder, &state, &state_len);
-    if (rc == SOUK_OK)
-        rc = vindex_writer_set_state(b.w, state, state_len);
-    free(state);
-    char *words = NULL;
-    size_t words_len = 0;
-    if (rc == SOUK_OK)
-        rc = words_set_join(b.words, &words, &words_len);
-    if (rc == SOUK_OK)
-        rc = vindex_writer_set_words(b.w, words, words_len);
-    free(words);
-    words_set_free(&b.words);
     if (rc == SOUK_OK) {
         stage = "embedding the products";
         rc = each(src, s_embed_one, &b);
     }
     if (rc == SOUK_OK)
         rc = s_flush(&b);
+    if (rc == SOUK_OK)
+        rc = s_set_terms(&b);
     size_t written = b.w ? vindex_writer_count(b.w) : 0;
-    if (rc == SOUK_OK) {
+    if (rc == SOUK_OK)
         rc = vindex_writer_commit(&b.w, err, errlen);
-    } else {
-        if (err && errlen && rc != SOUK_EIO)
-            snprintf(err, errlen, "search index: %s failed: %s", stage, souk_strerror(rc));
-        vindex_writer_abort(&b.w);
-    }
-    for (size_t i = 0; i < b.n; i++)
-        store_product_clear(&b.rows[i]);
-    words_set_free(&b.words);
-    free(b.vecs);
-    free(b.rows);
-    free(b.docs);
+    else if (err && errlen && rc != SOUK_EIO)
+        snprintf(err, errlen, "search index: %s failed: %s", stage, souk_strerror(rc));
+    s_build_free(&b);
     if (st) {
         st->products = written;
         st->fit_seconds = t1 - t0;

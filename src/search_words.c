@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "souk/error.h"
+#include "stopwords.h"
 
 /* ---- the set of words ----------------------------------------------------------- */
 
@@ -91,29 +92,32 @@ static int s_add(words_set_t *self, const char *w, size_t len)
     return SOUK_OK;
 }
 
+size_t words_next(const char **p, char *w)
+{
+    const unsigned char *s = (const unsigned char *)*p;
+    for (;;) {
+        while (*s && !((unsigned)((*s | 32) - 'a') < 26u || (unsigned)(*s - '0') < 10u || *s >= 0x80))
+            s++;
+        size_t len = 0;
+        while (*s && ((unsigned)((*s | 32) - 'a') < 26u || (unsigned)(*s - '0') < 10u || *s >= 0x80)) {
+            if (len < WORD_MAX)
+                w[len++] = (char)((*s >= 'A' && *s <= 'Z') ? *s + 32 : *s);
+            s++;
+        }
+        w[len] = '\0';
+        *p = (const char *)s;
+        return len;
+    }
+}
+
 int words_set_add_text(words_set_t *self, const char *text)
 {
-    if (!text)
-        return SOUK_OK;
     char w[WORD_MAX + 1];
-    const unsigned char *p = (const unsigned char *)text;
-    while (*p) {
-        size_t len = 0;
-        bool letter = false, too_long = false;
-        while (*p && ((unsigned)((*p | 32) - 'a') < 26u || (unsigned)(*p - '0') < 10u || *p >= 0x80)) {
-            unsigned char c = (*p >= 'A' && *p <= 'Z') ? (unsigned char)(*p + 32) : *p;
-            letter = letter || !(c >= '0' && c <= '9');
-            if (len < WORD_MAX)
-                w[len++] = (char)c;
-            else
-                too_long = true;
-            p++;
-        }
-        if (len >= WORD_MIN && letter && !too_long && s_add(self, w, len) != SOUK_OK)
+    size_t len;
+    while (text && (len = words_next(&text, w)) > 0)
+        if (len >= WORD_MIN && len < WORD_MAX && strspn(w, "0123456789") < len &&
+            s_add(self, w, len) != SOUK_OK)
             return SOUK_ENOMEM;
-        if (*p && !len)
-            p++;
-    }
     return SOUK_OK;
 }
 
@@ -263,4 +267,167 @@ const char *speller_correct(const speller_t *self, const char *w, size_t len)
         }
     }
     return best;
+}
+
+/* ---- terms and their postings ------------------------------------------------------ */
+
+typedef struct {
+    char *stem;                /* NULL: empty slot */
+    uint32_t *ids;
+    uint32_t n, cap;
+} term_t;
+
+struct terms_s {
+    term_t *slots;
+    size_t cap, n;
+    char *terms;               /* what terms_finish made */
+    uint32_t *str_off, *term_off, *postings;
+};
+
+int terms_new(terms_t **out)
+{
+    terms_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return SOUK_ENOMEM;
+    self->cap = 1024;
+    if (!(self->slots = calloc(self->cap, sizeof *self->slots))) {
+        free(self);
+        return SOUK_ENOMEM;
+    }
+    *out = self;
+    return SOUK_OK;
+}
+
+void terms_free(terms_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    terms_t *self = *self_p;
+    for (size_t i = 0; i < self->cap; i++) {
+        free(self->slots[i].stem);
+        free(self->slots[i].ids);
+    }
+    free(self->slots);
+    free(self->terms);
+    free(self->str_off);
+    free(self->term_off);
+    free(self->postings);
+    free(self);
+    *self_p = NULL;
+}
+
+static int s_terms_grow(terms_t *self)
+{
+    size_t cap = self->cap * 2;
+    term_t *slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return SOUK_ENOMEM;
+    for (size_t i = 0; i < self->cap; i++) {
+        if (!self->slots[i].stem)
+            continue;
+        size_t j = s_hash(self->slots[i].stem, strlen(self->slots[i].stem)) & (cap - 1);
+        while (slots[j].stem)
+            j = (j + 1) & (cap - 1);
+        slots[j] = self->slots[i];
+    }
+    free(self->slots);
+    self->slots = slots;
+    self->cap = cap;
+    return SOUK_OK;
+}
+
+static int s_terms_add(terms_t *self, const char *stem, size_t len, uint32_t id)
+{
+    if ((self->n + 1) * 2 > self->cap && s_terms_grow(self) != SOUK_OK)
+        return SOUK_ENOMEM;
+    size_t j = s_hash(stem, len) & (self->cap - 1);
+    for (; self->slots[j].stem; j = (j + 1) & (self->cap - 1))
+        if (strncmp(self->slots[j].stem, stem, len) == 0 && self->slots[j].stem[len] == '\0')
+            break;
+    term_t *t = &self->slots[j];
+    if (!t->stem) {
+        if (!(t->stem = malloc(len + 1)))
+            return SOUK_ENOMEM;
+        memcpy(t->stem, stem, len);
+        t->stem[len] = '\0';
+        self->n++;
+    }
+    if (t->n && t->ids[t->n - 1] == id)
+        return SOUK_OK;
+    if (t->n == t->cap) {
+        uint32_t cap = t->cap ? 2 * t->cap : 4;
+        uint32_t *ids = realloc(t->ids, cap * sizeof *ids);
+        if (!ids)
+            return SOUK_ENOMEM;
+        t->ids = ids;
+        t->cap = cap;
+    }
+    t->ids[t->n++] = id;
+    return SOUK_OK;
+}
+
+int terms_add_text(terms_t *self, stemmer_t *stemmer, uint32_t id, const char *text)
+{
+    char w[WORD_MAX + 1];
+    size_t len;
+    while (text && (len = words_next(&text, w)) > 0) {
+        if (len < 2 || stopword_is(w, len))
+            continue;
+        size_t sl;
+        const char *stem = stemmer_stem(stemmer, w, len, &sl);
+        if (s_terms_add(self, stem, sl, id) != SOUK_OK)
+            return SOUK_ENOMEM;
+    }
+    return SOUK_OK;
+}
+
+static int s_cmp_term(const void *a, const void *b)
+{
+    return strcmp((*(term_t *const *)a)->stem, (*(term_t *const *)b)->stem);
+}
+
+int terms_finish(terms_t *self, const char **terms, size_t *terms_len, const uint32_t **str_off,
+                 const uint32_t **term_off, size_t *n_terms, const uint32_t **postings,
+                 size_t *n_postings)
+{
+    term_t **list = malloc((self->n ? self->n : 1) * sizeof *list);
+    if (!list)
+        return SOUK_ENOMEM;
+    size_t n = 0, chars = 0, ids = 0;
+    for (size_t i = 0; i < self->cap; i++)
+        if (self->slots[i].stem) {
+            list[n++] = &self->slots[i];
+            chars += strlen(self->slots[i].stem) + 1;
+            ids += self->slots[i].n;
+        }
+    qsort(list, n, sizeof *list, s_cmp_term);
+    self->terms = malloc(chars ? chars : 1);
+    self->str_off = malloc((n ? n : 1) * sizeof *self->str_off);
+    self->term_off = malloc((n + 1) * sizeof *self->term_off);
+    self->postings = malloc((ids ? ids : 1) * sizeof *self->postings);
+    if (!self->terms || !self->str_off || !self->term_off || !self->postings || chars > UINT32_MAX ||
+        ids > UINT32_MAX) {
+        free(list);
+        return SOUK_ENOMEM;
+    }
+    size_t c = 0, p = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(list[i]->stem) + 1;
+        memcpy(self->terms + c, list[i]->stem, l);
+        self->str_off[i] = (uint32_t)c;
+        self->term_off[i] = (uint32_t)p;
+        memcpy(self->postings + p, list[i]->ids, list[i]->n * sizeof *self->postings);
+        c += l;
+        p += list[i]->n;
+    }
+    self->term_off[n] = (uint32_t)p;
+    free(list);
+    *terms = self->terms;
+    *terms_len = c;
+    *str_off = self->str_off;
+    *term_off = self->term_off;
+    *n_terms = n;
+    *postings = self->postings;
+    *n_postings = p;
+    return SOUK_OK;
 }

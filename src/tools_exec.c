@@ -33,7 +33,6 @@ int tools_fail(tools_call_t *c, int rc, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->error, sizeof c->error, fmt, ap);
     va_end(ap);
-    c->rc = rc;
     return rc;
 }
 
@@ -98,7 +97,7 @@ static json_t *s_search_hit(tools_call_t *c, const search_hit_t *h, bool in_stoc
     return o;
 }
 
-static int s_search_products(tools_call_t *c)
+int tools_search_products(tools_call_t *c)
 {
     if (!c->ctx->search)
         return tools_fail(c, SOUK_EUNAVAIL, "Product search is not available right now.");
@@ -177,7 +176,7 @@ static json_t *s_attributes(const char *attrs_json)
     return out;
 }
 
-static int s_get_product(tools_call_t *c)
+int tools_get_product(tools_call_t *c)
 {
     const char *id = json_string_value(json_object_get(c->args, "product_id"));
     store_product_t p = { 0 };
@@ -207,30 +206,7 @@ static int s_get_product(tools_call_t *c)
     return SOUK_OK;
 }
 
-/* ---- dispatch ----------------------------------------------------------------------- */
-
-typedef int (*s_tool_fn)(tools_call_t *c);
-
-static const struct {
-    const char *name;
-    s_tool_fn fn;
-} s_tools[] = {
-    { "search_products", s_search_products },
-    { "get_product", s_get_product },
-    { "place_order", tools_place_order },
-    { "get_order", tools_get_order },
-    { "list_orders", tools_list_orders },
-    { "cancel_order", tools_cancel_order },
-    { "create_support_ticket", tools_create_support_ticket },
-};
-
-static s_tool_fn s_fn_of(const char *name)
-{
-    for (size_t i = 0; i < sizeof s_tools / sizeof s_tools[0]; i++)
-        if (strcmp(s_tools[i].name, name) == 0)
-            return s_tools[i].fn;
-    return NULL;
-}
+/* ---- running a call ----------------------------------------------------------------- */
 
 /* A stored first result for this key: SOUK_OK with it in *stored, else ENOTFOUND. */
 static int s_idem_lookup(tools_call_t *c, char **stored)
@@ -243,7 +219,7 @@ static int s_idem_lookup(tools_call_t *c, char **stored)
 
 /* Runs the tool; for a changing tool records its first result, and if
  * another attempt recorded one first, answers that. */
-static int s_run(tools_call_t *c, s_tool_fn fn, char **result_json)
+static int s_run(tools_call_t *c, tools_run_fn fn, char **result_json)
 {
     int rc = fn(c);
     if (rc != SOUK_OK)
@@ -279,7 +255,7 @@ int tools_exec(tools_ctx_t *ctx, const char *waid, const char *tool, const char 
     tools_call_t c = { .ctx = ctx, .waid = waid, .tool = tool ? tool : "", .now_ms = souk_wall_ms() };
     char *key = NULL;
     const tools_def_t *def = tools_find(tool);
-    s_tool_fn fn = def ? s_fn_of(def->name) : NULL;
+    tools_run_fn fn = def ? tools_run_of(def) : NULL;
     int rc;
     if (!ctx || !ctx->store)
         rc = tools_fail(&c, SOUK_EINVAL, "The tools are not set up.");
@@ -297,21 +273,18 @@ int tools_exec(tools_ctx_t *ctx, const char *waid, const char *tool, const char 
             key = NULL, rc = tools_fail(&c, SOUK_ENOMEM, "Out of memory.");
         c.idem = key;
     }
+    bool answered = false; /* by the first result stored under the key */
     if (rc == SOUK_OK && c.idem) {
         rc = s_idem_lookup(&c, result_json);
-        if (rc == SOUK_OK)
-            goto done;
+        answered = rc == SOUK_OK;
         if (rc == SOUK_ENOTFOUND)
             rc = SOUK_OK;
     }
-    if (rc == SOUK_OK)
+    if (rc == SOUK_OK && !answered)
         rc = s_run(&c, fn, result_json);
-done:
     if (rc != SOUK_OK) {
         free(*result_json);
         *result_json = NULL;
-        if (c.rc == SOUK_OK) /* tools_validate_args wrote c.error itself */
-            c.rc = rc;
         *error = strdup(*c.error ? c.error : souk_strerror(rc));
     }
     json_decref(c.args);

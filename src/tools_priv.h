@@ -14,9 +14,9 @@
 /* The parsed schema of a table entry; static, built once. */
 const json_t *tools_schema_of(const tools_def_t *def);
 
-/* One call in progress: what a tool reads and what it answers. A tool sets
- * either result (a JSON value, owned) or error (with rc) through
- * tools_fail(). */
+/* One call in progress: what a tool reads and what it answers. A tool
+ * returns SOUK_OK with result set (a JSON value, owned), or the code that
+ * tools_fail() returns after writing the sentence into error. */
 typedef struct {
     tools_ctx_t *ctx;
     const char *waid;
@@ -25,7 +25,6 @@ typedef struct {
     const char *idem;           /* the namespaced key, for changing tools; else NULL */
     int64_t now_ms;
     json_t *result;
-    int rc;
     char error[512];
 } tools_call_t;
 
@@ -33,6 +32,15 @@ typedef struct {
 int tools_fail(tools_call_t *c, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* A store error that is not a domain answer: busy, i/o, memory. */
 int tools_store_fail(tools_call_t *c, int rc, const char *what);
+
+/* A tool's body; tools_schema.c binds each table entry to tools_<name>. */
+typedef int (*tools_run_fn)(tools_call_t *c);
+tools_run_fn tools_run_of(const tools_def_t *def);
+
+/* ---- tools_exec.c ------------------------------------------------------------ */
+
+int tools_search_products(tools_call_t *c);
+int tools_get_product(tools_call_t *c);
 
 /* ---- tools_orders.c ---------------------------------------------------------- */
 

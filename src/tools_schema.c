@@ -2,9 +2,9 @@
  *
  * Each schema is JSON text assembled at compile time from the J_* macros
  * below, so a schema reads as a list of fields with their bounds and what
- * they mean to a model. The OpenAI `tools` array, the validator's schemas
- * and docs/TOOLS.md are all derived from TOOLS_TABLE at run time; nothing
- * else names a field. Descriptions hold no double quote or backslash (they
+ * they mean to a model. The OpenAI `tools` array, the validator's schemas,
+ * docs/TOOLS.md and the dispatch to each tool's body (tools_<name>) are all
+ * derived from TOOLS_TABLE; nothing else names a tool or a field. Descriptions hold no double quote or backslash (they
  * are pasted into JSON strings as they are). */
 #include "tools_priv.h"
 
@@ -101,6 +101,12 @@ static const tools_def_t s_defs[] = {
 };
 #define NDEFS (sizeof s_defs / sizeof s_defs[0])
 
+static const tools_run_fn s_runs[] = {
+#define XX(name, changes, desc, params) tools_##name,
+    TOOLS_TABLE(XX)
+#undef XX
+};
+
 /* Derived once: parsed schemas and the OpenAI array. */
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 static json_t *s_parsed[NDEFS];
@@ -140,6 +146,11 @@ const tools_def_t *tools_find(const char *name)
     return NULL;
 }
 
+tools_run_fn tools_run_of(const tools_def_t *def)
+{
+    return s_runs[def - s_defs];
+}
+
 const json_t *tools_schema_of(const tools_def_t *def)
 {
     pthread_once(&s_once, s_build);
@@ -165,7 +176,7 @@ static void s_bounds(const json_t *s, char *buf, size_t len)
     const char *unit = strcmp(type, "string") == 0 ? " characters"
                      : strcmp(type, "array") == 0 ? " items" : "";
     if (lo && hi)
-        snprintf(buf, len, "%g..%g%s", json_number_value(lo), json_number_value(hi), unit);
+        snprintf(buf, len, "%.15g..%.15g%s", json_number_value(lo), json_number_value(hi), unit);
     else
         buf[0] = '\0';
 }
@@ -211,7 +222,16 @@ void tools_docs_markdown(void *fp)
                  "the user's WhatsApp id beside the call, and any field not listed here is refused.\n"
                  "State-changing tools need an idempotency key; a retried call with the same key gets\n"
                  "the first result. Money is a number in the currency's units (9.99) beside its\n"
-                 "currency; prices and totals always come from the store.\n");
+                 "currency; prices and totals always come from the store.\n\n"
+                 "Over the bus, a session sends `TOOL_CALL{call_id, waid, tool, args, idem_key,\n"
+                 "deadline_ms}` to a tool actor (`deadline_ms`: epoch milliseconds, 0 for none; a\n"
+                 "call already past it is not run) and gets `TOOL_RESULT{call_id, ok, result, error}`.\n"
+                 "When `ok` is false, `error` is a sentence for the model and `result` is\n"
+                 "`{\"code\": \"ENOTFOUND\", \"retryable\": false}`; the codes: `EFORBIDDEN` (no valid\n"
+                 "user), `EINVAL` (unknown tool, invalid arguments, no idempotency key), `ENOTFOUND`,\n"
+                 "`ESTOCK` (nothing was ordered), `ESTATE` (the order has shipped), `EUNAVAIL` (no\n"
+                 "search index yet), `ETIMEDOUT` (past the deadline: not run); `EBUSY`, `EIO` and\n"
+                 "`ENOMEM` are retryable with the same idempotency key.\n");
     for (size_t i = 0; i < NDEFS; i++) {
         fprintf(out, "\n## `%s`%s\n\n%s\n\n", s_defs[i].name,
                 s_defs[i].changes_state ? " (changes state: needs an idempotency key)" : "",

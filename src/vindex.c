@@ -44,6 +44,10 @@ typedef struct {
     const float *centroids;
     const char *words;
     size_t words_len;
+    const char *terms;
+    size_t terms_len;
+    const uint32_t *term_str, *term_off, *postings;
+    size_t n_postings;
     const char *strings;
     size_t strings_len;
     const uint8_t *state;
@@ -121,18 +125,24 @@ static const char *s_check_layout(const vix_header_t *hd, size_t size)
         [VIX_SEC_SKU_ORDER] = n * 4, [VIX_SEC_CAT_NAMES] = (uint64_t)hd->n_categories * 4,
         [VIX_SEC_BRAND_NAMES] = (uint64_t)hd->n_brands * 4,
         [VIX_SEC_CENTROIDS] = (uint64_t)hd->n_categories * hd->dim * 4,
+        [VIX_SEC_TERM_STR] = (uint64_t)hd->n_terms * 4,
+        [VIX_SEC_TERM_OFF] = hd->n_terms ? ((uint64_t)hd->n_terms + 1) * 4 : 0,
     };
     for (int s = 0; s < VIX_SEC_COUNT; s++) {
         uint64_t off = hd->sec[s].off, len = hd->sec[s].len;
         if (off < VIX_HEADER_SIZE || off % 8 || off > size || len > size - off)
             return "index section out of bounds";
-        if (s != VIX_SEC_STRINGS && s != VIX_SEC_STATE && s != VIX_SEC_WORDS && len != expect[s])
+        bool free_size = s == VIX_SEC_STRINGS || s == VIX_SEC_STATE || s == VIX_SEC_WORDS ||
+                         s == VIX_SEC_TERMS || s == VIX_SEC_POSTINGS;
+        if (!free_size && len != expect[s])
             return "index section size does not match the product count";
     }
     if (hd->sec[VIX_SEC_VEC].off % VIX_ROW_ALIGN)
         return "index vectors misaligned";
     if (hd->sec[VIX_SEC_STRINGS].len == 0)
         return "index string table empty";
+    if (hd->sec[VIX_SEC_POSTINGS].len % 4 || (hd->n_terms && !hd->sec[VIX_SEC_TERMS].len))
+        return "index term table malformed";
     return NULL;
 }
 
@@ -153,6 +163,17 @@ static const char *s_check_body(const vix_map_t *m)
             (m->brand[i] != VINDEX_NO_ID && m->brand[i] >= hd->n_brands))
             return "index category or brand id out of range";
     }
+    if (hd->n_terms) {
+        if (m->terms[m->terms_len - 1] != '\0' || m->term_off[0] != 0 ||
+            m->term_off[hd->n_terms] != m->n_postings)
+            return "index term table malformed";
+        for (uint32_t t = 0; t < hd->n_terms; t++)
+            if (m->term_str[t] >= m->terms_len || m->term_off[t] > m->term_off[t + 1])
+                return "index term table malformed";
+        for (size_t i = 0; i < m->n_postings; i++)
+            if (m->postings[i] >= hd->count)
+                return "index posting out of range";
+    }
     for (uint32_t c = 0; c < hd->n_categories; c++)
         if (m->cat_names[c] >= m->strings_len)
             return "index category name out of range";
@@ -160,6 +181,39 @@ static const char *s_check_body(const vix_map_t *m)
         if (m->brand_names[b] >= m->strings_len)
             return "index brand name out of range";
     return NULL;
+}
+
+/* Points at each section of a mapping whose layout was checked. */
+static void s_point(vix_map_t *m)
+{
+    const vix_header_t *hd = m->hd;
+#define SEC(type, s) ((const type *)(m->base + hd->sec[VIX_SEC_##s].off))
+    m->vec = SEC(int8_t, VEC);
+    m->scale = SEC(float, SCALE);
+    m->price = SEC(int64_t, PRICE);
+    m->flags = SEC(uint8_t, FLAGS);
+    m->cat = SEC(uint16_t, CAT);
+    m->brand = SEC(uint16_t, BRAND);
+    m->sku = SEC(uint32_t, SKU);
+    m->name = SEC(uint32_t, NAME);
+    m->cur = SEC(uint32_t, CUR);
+    m->sku_order = SEC(uint32_t, SKU_ORDER);
+    m->cat_names = SEC(uint32_t, CAT_NAMES);
+    m->brand_names = SEC(uint32_t, BRAND_NAMES);
+    m->centroids = SEC(float, CENTROIDS);
+    m->words = SEC(char, WORDS);
+    m->words_len = hd->sec[VIX_SEC_WORDS].len;
+    m->terms = SEC(char, TERMS);
+    m->terms_len = hd->sec[VIX_SEC_TERMS].len;
+    m->term_str = SEC(uint32_t, TERM_STR);
+    m->term_off = SEC(uint32_t, TERM_OFF);
+    m->postings = SEC(uint32_t, POSTINGS);
+    m->n_postings = hd->sec[VIX_SEC_POSTINGS].len / 4;
+    m->strings = SEC(char, STRINGS);
+    m->strings_len = hd->sec[VIX_SEC_STRINGS].len;
+    m->state = SEC(uint8_t, STATE);
+    m->state_len = hd->sec[VIX_SEC_STATE].len;
+#undef SEC
 }
 
 static int s_map(const char *path, vix_map_t **out, file_sig_t *sig, char *err, size_t errlen)
@@ -194,28 +248,7 @@ static int s_map(const char *path, vix_map_t **out, file_sig_t *sig, char *err, 
     m->sig = *sig;
     const char *why = s_check_layout(m->hd, m->size);
     if (!why) {
-        const vix_header_t *hd = m->hd;
-#define SEC(type, s) ((const type *)(m->base + hd->sec[VIX_SEC_##s].off))
-        m->vec = SEC(int8_t, VEC);
-        m->scale = SEC(float, SCALE);
-        m->price = SEC(int64_t, PRICE);
-        m->flags = SEC(uint8_t, FLAGS);
-        m->cat = SEC(uint16_t, CAT);
-        m->brand = SEC(uint16_t, BRAND);
-        m->sku = SEC(uint32_t, SKU);
-        m->name = SEC(uint32_t, NAME);
-        m->cur = SEC(uint32_t, CUR);
-        m->sku_order = SEC(uint32_t, SKU_ORDER);
-        m->cat_names = SEC(uint32_t, CAT_NAMES);
-        m->brand_names = SEC(uint32_t, BRAND_NAMES);
-        m->centroids = SEC(float, CENTROIDS);
-        m->words = SEC(char, WORDS);
-        m->words_len = hd->sec[VIX_SEC_WORDS].len;
-        m->strings = SEC(char, STRINGS);
-        m->strings_len = hd->sec[VIX_SEC_STRINGS].len;
-        m->state = SEC(uint8_t, STATE);
-        m->state_len = hd->sec[VIX_SEC_STATE].len;
-#undef SEC
+        s_point(m);
         why = s_check_body(m);
     }
     if (why) {
@@ -380,6 +413,32 @@ int vindex_entry(const vindex_t *self, uint32_t id, vindex_entry_t *out)
     return SOUK_OK;
 }
 
+int vindex_term_postings(const vindex_t *self, const char *stem, size_t len, const uint32_t **ids,
+                         size_t *n)
+{
+    if (!self || !stem || !ids || !n || !self->map || !self->map->hd->n_terms)
+        return SOUK_ENOTFOUND;
+    const vix_map_t *m = self->map;
+    size_t lo = 0, hi = m->hd->n_terms;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *t = m->terms + m->term_str[mid];
+        int c = strncmp(stem, t, len);
+        if (c == 0)
+            c = t[len] ? -1 : 0;
+        if (c == 0) {
+            *ids = m->postings + m->term_off[mid];
+            *n = m->term_off[mid + 1] - m->term_off[mid];
+            return SOUK_OK;
+        }
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return SOUK_ENOTFOUND;
+}
+
 /* strncasecmp of key[0..len) against a NUL-terminated s, as whole strings. */
 static int s_cmp_key(const char *key, size_t len, const char *s)
 {
@@ -413,17 +472,20 @@ int vindex_find_sku(const vindex_t *self, const char *sku, size_t len, uint32_t 
 
 /* ---- the scan ---------------------------------------------------------------- */
 
-typedef int32_t (*dot_fn)(const int8_t *row, const int16_t *q, size_t n);
+/* int8 row . int16 query. Each product fits in 21 bits, so a 32-bit lane
+ * holds 256 of them (4096 dimensions over 16 lanes); the total may not fit
+ * in 32 bits and is summed in 64. */
+typedef int64_t (*dot_fn)(const int8_t *row, const int16_t *q, size_t n);
 
-static int32_t s_dot_plain(const int8_t *row, const int16_t *q, size_t n)
+static int64_t s_dot_plain(const int8_t *row, const int16_t *q, size_t n)
 {
-    int32_t acc = 0;
+    int64_t acc = 0;
     for (size_t i = 0; i < n; i++)
         acc += (int32_t)row[i] * q[i];
     return acc;
 }
 
-__attribute__((target("avx2"))) static int32_t s_dot_avx2(const int8_t *row, const int16_t *q,
+__attribute__((target("avx2"))) static int64_t s_dot_avx2(const int8_t *row, const int16_t *q,
                                                           size_t n)
 {
     __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
@@ -434,11 +496,12 @@ __attribute__((target("avx2"))) static int32_t s_dot_avx2(const int8_t *row, con
         acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(lo, _mm256_load_si256((const __m256i *)(q + i))));
         acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(hi, _mm256_load_si256((const __m256i *)(q + i + 16))));
     }
-    __m256i acc = _mm256_add_epi32(acc0, acc1);
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
+    __m256i wide = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc0)),
+                                    _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc0, 1)));
+    wide = _mm256_add_epi64(wide, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(acc1)));
+    wide = _mm256_add_epi64(wide, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(acc1, 1)));
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(wide), _mm256_extracti128_si256(wide, 1));
+    return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
 }
 
 static dot_fn s_pick_dot(void)
@@ -559,6 +622,8 @@ int vindex_query(vindex_t *self, const embed_id_t *embedder, const float *vec,
             score += f->brand_boost[m->brand[i]];
         if (f->category_boost && m->cat[i] != VINDEX_NO_ID)
             score += f->category_boost[m->cat[i]];
+        if (f->extra)
+            score += f->extra[i];
         s_offer(hits, &got, k, (uint32_t)i, score);
     }
     qsort(hits, (size_t)got, sizeof *hits, s_cmp_hit);

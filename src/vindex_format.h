@@ -39,6 +39,11 @@
                        vector, normalized: what the category is about */    \
     XX(WORDS)       /* the catalogue's words, sorted, each NUL-terminated:   \
                        what a misspelt query word is corrected to */        \
+    XX(TERMS)       /* the products' word stems, NUL-terminated            \
+                       (exact matching: which products hold a word) */      \
+    XX(TERM_STR)    /* uint32 [n_terms] offsets into TERMS, sorted by stem */\
+    XX(TERM_OFF)    /* uint32 [n_terms + 1]: each stem's run in POSTINGS */ \
+    XX(POSTINGS)    /* uint32 product ids, ascending within a stem */        \
     XX(STRINGS)     /* NUL-terminated strings; the last byte is NUL */       \
     XX(STATE)       /* the embedder's learnt state */
 
@@ -59,6 +64,7 @@ typedef struct {
     uint64_t count;
     uint32_t dim, dim_padded;
     uint32_t n_categories, n_brands;
+    uint32_t n_terms, reserved;
     char embedder[32];
     uint64_t params_hash;
     struct {

@@ -52,6 +52,9 @@ struct vindex_writer_s {
     size_t icap, in;
     uint32_t *names[2];        /* category and brand name offsets, by id */
     size_t n_names[2], cap_names[2];
+    const char *terms;         /* borrowed, see vindex_writer_set_terms */
+    const uint32_t *term_str, *term_off, *postings;
+    size_t terms_len, n_terms, n_postings;
     char *words;               /* sorted NUL-terminated words */
     size_t words_len;
     float *centroids;          /* [category][dim] sums, normalized on commit */
@@ -164,6 +167,24 @@ int vindex_writer_set_words(vindex_writer_t *w, const char *words, size_t len)
     free(w->words);
     w->words = copy;
     w->words_len = len;
+    return SOUK_OK;
+}
+
+int vindex_writer_set_terms(vindex_writer_t *w, const char *terms, size_t terms_len,
+                            const uint32_t *str_off, const uint32_t *term_off, size_t n_terms,
+                            const uint32_t *postings, size_t n_postings)
+{
+    if (!w || n_terms > UINT32_MAX - 1 || n_postings > UINT32_MAX ||
+        (n_terms && (!terms || !str_off || !term_off || !terms_len)) ||
+        (n_postings && !postings))
+        return SOUK_EINVAL;
+    w->terms = terms;
+    w->terms_len = terms_len;
+    w->term_str = str_off;
+    w->term_off = term_off;
+    w->n_terms = n_terms;
+    w->postings = postings;
+    w->n_postings = n_postings;
     return SOUK_OK;
 }
 
@@ -386,6 +407,30 @@ static uint64_t s_previous_generation(const char *path)
     return old.generation;
 }
 
+static void s_fill_header(vindex_writer_t *w, vix_header_t *hd)
+{
+    memcpy(hd->magic, VIX_MAGIC, 8);
+    hd->version = VIX_VERSION;
+    hd->endian = VIX_ENDIAN;
+    hd->header_size = VIX_HEADER_SIZE;
+    hd->file_size = w->pos;
+    hd->generation = s_previous_generation(w->path) + 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    hd->created_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    hd->count = w->count;
+    hd->dim = (uint32_t)w->id.dim;
+    hd->dim_padded = w->dim_padded;
+    hd->n_categories = (uint32_t)w->n_names[0];
+    hd->n_brands = (uint32_t)w->n_names[1];
+    hd->n_terms = (uint32_t)w->n_terms;
+    memcpy(hd->embedder, w->id.name, sizeof hd->embedder);
+    hd->embedder[sizeof hd->embedder - 1] = '\0';
+    hd->params_hash = w->id.params_hash;
+    hd->body_hash = vix_hash_final(&w->body_hash);
+    hd->header_hash = vix_header_hash(hd);
+}
+
 static int s_write_rest(vindex_writer_t *w, vix_header_t *hd)
 {
     uint32_t *order = malloc((w->count ? w->count : 1) * sizeof *order);
@@ -430,6 +475,10 @@ static int s_write_rest(vindex_writer_t *w, vix_header_t *hd)
         { VIX_SEC_BRAND_NAMES, w->names[1], w->n_names[1] * sizeof *w->names[1] },
         { VIX_SEC_CENTROIDS, w->centroids, w->n_names[0] * (size_t)w->id.dim * sizeof(float) },
         { VIX_SEC_WORDS, w->words, w->words_len },
+        { VIX_SEC_TERMS, w->terms, w->n_terms ? w->terms_len : 0 },
+        { VIX_SEC_TERM_STR, w->term_str, w->n_terms * sizeof *w->term_str },
+        { VIX_SEC_TERM_OFF, w->term_off, w->n_terms ? (w->n_terms + 1) * sizeof *w->term_off : 0 },
+        { VIX_SEC_POSTINGS, w->postings, w->n_terms ? w->n_postings * sizeof *w->postings : 0 },
         { VIX_SEC_STRINGS, w->strings, w->slen },
         { VIX_SEC_STATE, w->state, w->state_len },
     };
@@ -438,25 +487,7 @@ static int s_write_rest(vindex_writer_t *w, vix_header_t *hd)
     free(order);
     if (rc != SOUK_OK)
         return rc;
-    memcpy(hd->magic, VIX_MAGIC, 8);
-    hd->version = VIX_VERSION;
-    hd->endian = VIX_ENDIAN;
-    hd->header_size = VIX_HEADER_SIZE;
-    hd->file_size = w->pos;
-    hd->generation = s_previous_generation(w->path) + 1;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    hd->created_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    hd->count = w->count;
-    hd->dim = (uint32_t)w->id.dim;
-    hd->dim_padded = w->dim_padded;
-    hd->n_categories = (uint32_t)w->n_names[0];
-    hd->n_brands = (uint32_t)w->n_names[1];
-    memcpy(hd->embedder, w->id.name, sizeof hd->embedder);
-    hd->embedder[sizeof hd->embedder - 1] = '\0';
-    hd->params_hash = w->id.params_hash;
-    hd->body_hash = vix_hash_final(&w->body_hash);
-    hd->header_hash = vix_header_hash(hd);
+    s_fill_header(w, hd);
     if (pwrite(w->fd, hd, sizeof *hd, 0) != (ssize_t)sizeof *hd) {
         w->io_error = errno ? errno : EIO;
         return SOUK_EIO;

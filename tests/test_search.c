@@ -314,6 +314,34 @@ static void test_description_only(void **state)
     assert_int_equal(rank_of(h, n, "MUG-1"), 0);
 }
 
+/* Free attributes (colour, warranty...) are searchable, even when they are
+ * all that tells products apart. */
+static void test_attribute_only(void **state)
+{
+    (void)state;
+    store_product_t rows[] = {
+        P("MUG-1", "Mug, blue", "kitchen", "Acme", "A blue ceramic mug.", 999, 10),
+        P("LAMP-2", "Desk lamp", "home", "Lumo", "A warm LED desk lamp", 2450, 3),
+        P("TEE-3", "Cotton tee", "clothing", NULL, "Soft cotton t-shirt", 1500, 0),
+    };
+    rows[0].attrs = "{\"colour\":\"blue\",\"warranty\":\"2 years\"}";
+    rows[1].attrs = "{\"colour\":\"white\"}";
+    rows[2].attrs = "{\"colour\":\"black\"}";
+    catalogue_t c = { rows, 3 };
+    char path[512];
+    path_of("attrs.vindex", path, sizeof path);
+    build(path, &c, "local");
+    search_t *s = open_search(path, "local");
+    search_hit_t h[3];
+    int n = query(s, "white", NULL, h, 3);
+    assert_int_equal(rank_of(h, n, "LAMP-2"), 0);
+    n = query(s, "black", NULL, h, 3);
+    assert_int_equal(rank_of(h, n, "TEE-3"), 0);
+    n = query(s, "2 years warranty", NULL, h, 3);
+    assert_int_equal(rank_of(h, n, "MUG-1"), 0);
+    search_close(&s);
+}
+
 static void test_filters(void **state)
 {
     (void)state;
@@ -559,6 +587,38 @@ static void test_bad_arguments(void **state)
     assert_int_equal(access(path, F_OK), -1);
 }
 
+/* The widest vectors, all components equal: the int8 x int16 sums must not
+ * overflow (a cloud embedder's 1536 or 3072 dimensions go through here). */
+static void test_wide_vectors(void **state)
+{
+    (void)state;
+    char path[512], err[512] = "";
+    path_of("wide.vindex", path, sizeof path);
+    embed_id_t id = { .name = "openai", .dim = EMBED_DIM_MAX, .params_hash = 7 };
+    static float flat[EMBED_DIM_MAX], other[EMBED_DIM_MAX];
+    for (int d = 0; d < EMBED_DIM_MAX; d++) {
+        flat[d] = 1.0f / 64.0f;                    /* unit: 4096 * (1/64)^2 = 1 */
+        other[d] = d % 2 ? flat[d] : -flat[d];      /* orthogonal to flat */
+    }
+    vindex_writer_t *w;
+    assert_int_equal(vindex_writer_new(path, &id, &w, err, sizeof err), SOUK_OK);
+    vindex_item_t a = { .sku = "A", .name = "flat", .price_cents = 1, .stock = 1 };
+    vindex_item_t b = { .sku = "B", .name = "other", .price_cents = 1, .stock = 1 };
+    assert_int_equal(vindex_writer_add(w, &a, flat), SOUK_OK);
+    assert_int_equal(vindex_writer_add(w, &b, other), SOUK_OK);
+    assert_int_equal(vindex_writer_commit(&w, err, sizeof err), SOUK_OK);
+    vindex_t *vx;
+    assert_int_equal(vindex_open(path, 0, &vx, err, sizeof err), SOUK_OK);
+    vindex_hit_t hits[2];
+    int n;
+    assert_int_equal(vindex_query(vx, &id, flat, NULL, 2, hits, &n, err, sizeof err), SOUK_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(hits[0].id, 0);
+    assert_float_equal(hits[0].score, 1.0f, 0.01f);
+    assert_float_equal(hits[1].score, 0.0f, 0.01f);
+    vindex_close(&vx);
+}
+
 /* ---- from the store, as souk import does it ---------------------------------------- */
 
 static void test_build_from_store(void **state)
@@ -712,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_synonym_running_shoes),
         cmocka_unit_test(test_typos),
         cmocka_unit_test(test_description_only),
+        cmocka_unit_test(test_attribute_only),
         cmocka_unit_test(test_filters),
         cmocka_unit_test(test_sku_first),
         cmocka_unit_test(test_brand_boost),
@@ -720,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_corrupt_and_truncated_refused),
         cmocka_unit_test(test_zero_products),
         cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_wide_vectors),
         cmocka_unit_test(test_build_from_store),
     };
     const struct CMUnitTest demo[] = {

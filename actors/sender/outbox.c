@@ -139,11 +139,34 @@ static char *s_template_vars(const char *body)
     return out;
 }
 
+bool outbox_is_webhook(const store_outbox_t *row)
+{
+    const char *to = row->to_addr;
+    return (!row->waid || !*row->waid) && to
+        && (strncmp(to, "http://", 7) == 0 || strncmp(to, "https://", 8) == 0);
+}
+
+/* A webhook row goes out whole, as it is: only its encoding is checked. */
+static int s_plan_webhook(const store_outbox_t *row, outbox_plan_t *plan)
+{
+    plan->to = strdup(row->to_addr);
+    plan->body = strdup(row->body);
+    if (!plan->to || !plan->body) {
+        outbox_plan_clear(plan);
+        return SOUK_ENOMEM;
+    }
+    if (!souk_utf8_valid(row->body, strlen(row->body)))
+        s_fail(plan, 0, "body is not valid UTF-8");
+    return SOUK_OK;
+}
+
 int outbox_plan(store_t *store, const outbox_rules_t *rules, const store_outbox_t *row,
                 int64_t now_ms, outbox_plan_t *plan)
 {
     memset(plan, 0, sizeof *plan);
     plan->kind = OUTBOX_PLAN_SEND;
+    if (outbox_is_webhook(row))
+        return s_plan_webhook(row, plan);
     store_user_t user = { 0 };
     bool known = false;
     int rc = s_recipient(store, row, &user, &known, &plan->to);
@@ -286,6 +309,25 @@ void outbox_classify(const twilio_reply_t *reply, outbox_result_t *out)
         out->kind = OUTBOX_FAIL;
     else
         out->kind = OUTBOX_RETRY; /* 1xx/3xx: not an answer Twilio gives */
+}
+
+void outbox_classify_webhook(const twilio_reply_t *reply, outbox_result_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->retry_after_ms = reply->retry_after_ms;
+    if (reply->curl_code != 0) {
+        out->kind = OUTBOX_RETRY;
+        snprintf(out->reason, sizeof out->reason, "network: %s", reply->error);
+        return;
+    }
+    out->code = (int)reply->status;
+    snprintf(out->reason, sizeof out->reason, "HTTP %ld", reply->status);
+    if (reply->status / 100 == 2)
+        out->kind = OUTBOX_SENT;
+    else if (reply->status == 429 || reply->status >= 500)
+        out->kind = OUTBOX_RETRY;
+    else
+        out->kind = OUTBOX_FAIL;
 }
 
 int64_t outbox_backoff_ms(int attempts, uint32_t jitter, int64_t retry_after_ms)

@@ -13,7 +13,15 @@
  * put (idempotently) before part 1 is sent. A part row is sent only once the
  * row before it has been accepted by Twilio, so the parts arrive in order
  * whatever retries, crashes or restarts happen in between; a part whose
- * predecessor failed without being sent fails too. */
+ * predecessor failed without being sent fails too.
+ *
+ * Webhook rows: a row whose to_addr is an http:// or https:// URL (the
+ * merchant's webhook) holds a JSON document. It is POSTed to that URL as it
+ * is, never through Twilio: no 24-hour window, opt-out, splitting or pace.
+ * 2xx is sent; 429, 5xx and network errors are retried with the same
+ * backoff; any other answer fails it. Delivery is at least once: a POST
+ * whose answer was lost is made again, with the row's key as its
+ * Idempotency-Key header. */
 #ifndef SENDER_OUTBOX_H
 #define SENDER_OUTBOX_H
 
@@ -66,6 +74,9 @@ int outbox_plan(store_t *store, const outbox_rules_t *rules, const store_outbox_
                 int64_t now_ms, outbox_plan_t *plan);
 void outbox_plan_clear(outbox_plan_t *plan);
 
+/* Whether row is a webhook row (to_addr an http or https URL, no waid). */
+bool outbox_is_webhook(const store_outbox_t *row);
+
 /* Puts parts 2..n of a split plan as queued rows "<key>#i", each like `row`;
  * rows already there are kept. SOUK_OK or a store error. */
 int outbox_put_parts(store_t *store, const store_outbox_t *row, const outbox_plan_t *plan,
@@ -99,6 +110,9 @@ typedef struct {
 } outbox_result_t;
 
 void outbox_classify(const twilio_reply_t *reply, outbox_result_t *out);
+/* The same for a webhook's answer: 2xx SENT; 429, 5xx and any network
+ * error RETRY (at least once); anything else FAIL with the HTTP status. */
+void outbox_classify_webhook(const twilio_reply_t *reply, outbox_result_t *out);
 
 /* Delay before attempt `attempts` + 1 after `attempts` failed ones (>= 1):
  * 1 s, 2 s, 4 s … capped at 5 min, plus up to 25% jitter from jitter (any

@@ -15,7 +15,8 @@
  * A listing that fails is tried again after a backoff (held in memory); a
  * listing Twilio refuses for good (4xx) lets the send itself get Twilio's
  * verdict. In console mode nothing ever left the process: the row simply
- * goes back to queued. */
+ * goes back to queued. So does a webhook row: webhooks are delivered at
+ * least once, and carry the row's key for the receiver to drop a repeat. */
 #include "sender.h"
 
 #include "souk/error.h"
@@ -175,8 +176,9 @@ int sender_take_over(const store_outbox_t *row, void *arg)
     hold_t *h = zhashx_lookup(self->holds, row->key);
     if (h && h->until > souk_now_ms())
         return 0;
-    if (!self->rest) {
-        /* console mode: nothing left the process, so nothing to reconcile */
+    if (!self->rest || outbox_is_webhook(row)) {
+        /* console mode: nothing left the process, so nothing to reconcile;
+         * a webhook: delivered at least once, its key lets the receiver drop a repeat */
         int64_t now = souk_wall_ms();
         store_outbox_change_t ch = { .next_attempt_ms = now, .now_ms = now };
         sender_move(self, row->key, STORE_OUTBOX_SENDING, STORE_OUTBOX_QUEUED, &ch, NULL);

@@ -4,7 +4,8 @@
  * send takes the row (queued -> sending, the lease), then either writes it
  * to the log and the events stream (console mode) or posts it to Twilio and
  * records the answer: sent with the sid, queued again after a backoff, or
- * failed with Twilio's code and message. */
+ * failed with Twilio's code and message. A webhook row (outbox.h) is POSTed
+ * to its URL instead, in either mode, unpaced. */
 #include "sender.h"
 
 #include "souk/error.h"
@@ -112,8 +113,33 @@ static void s_on_send_reply(const twilio_reply_t *reply, void *arg)
     sender_job_done(self, job);
 }
 
+static void s_on_webhook_reply(const twilio_reply_t *reply, void *arg)
+{
+    sender_job_t *job = arg;
+    sender_t *self = job->self;
+    outbox_result_t r;
+    outbox_classify_webhook(reply, &r);
+    self->last_ms = souk_now_ms();
+    if (r.kind == OUTBOX_SENT) {
+        store_outbox_change_t ch = { .now_ms = souk_wall_ms() };
+        if (sender_move(self, job->row.key, STORE_OUTBOX_SENDING, STORE_OUTBOX_SENT, &ch, NULL) == SOUK_OK) {
+            self->sent++;
+            SLOG_INFO("send.webhook", "key=%s status=%ld attempt=%d", job->row.key, reply->status,
+                      job->row.attempts);
+        }
+    } else if (r.kind == OUTBOX_FAIL) {
+        sender_fail_row(self, job->row.key, STORE_OUTBOX_SENDING, r.code, r.reason);
+    } else {
+        s_retry_later(self, job, &r);
+    }
+    sender_job_done(self, job);
+}
+
 static int s_post(sender_t *self, sender_job_t *job)
 {
+    if (outbox_is_webhook(&job->row))
+        return twilio_rest_post_json(self->web, job->plan.to, job->plan.body, job->row.key,
+                                     s_on_webhook_reply, job);
     const outbox_plan_t *p = &job->plan;
     twilio_form_t *form = twilio_form_new();
     int rc = form ? SOUK_OK : SOUK_ENOMEM;
@@ -183,7 +209,8 @@ void sender_dispatch(sender_t *self, const store_outbox_t *row)
         outbox_plan_clear(&plan);
         return;
     }
-    if (self->rest) {
+    bool webhook = outbox_is_webhook(row);
+    if (self->rest && !webhook) {
         int64_t wait = outbox_bucket_take(&self->bucket, souk_now_ms());
         if (wait > 0) {
             self->paced_out = true;
@@ -199,7 +226,7 @@ void sender_dispatch(sender_t *self, const store_outbox_t *row)
         SLOG_WARN("send.parts", "key=%s parts=%zu err=%s", row->key, plan.nparts, souk_errname(rc));
     else
         rc = sender_move(self, row->key, STORE_OUTBOX_QUEUED, STORE_OUTBOX_SENDING, &ch, &cur);
-    if (rc == SOUK_OK && !self->rest)
+    if (rc == SOUK_OK && !self->rest && !webhook)
         s_console_send(self, &cur, &plan);
     else if (rc == SOUK_OK)
         s_start_send(self, &cur, &plan);

@@ -179,7 +179,8 @@ static int s_on_due(const store_outbox_t *row, void *arg)
     if (self->paced_out || zhashx_lookup(self->jobs, row->key)
         || zhashx_lookup(self->busy, sender_recipient(row)))
         return 0;
-    if (self->rest && twilio_rest_inflight(self->rest) >= SENDER_MAX_INFLIGHT)
+    twilio_rest_t *client = outbox_is_webhook(row) ? self->web : self->rest;
+    if (client && twilio_rest_inflight(client) >= SENDER_MAX_INFLIGHT)
         return 0;
     sender_dispatch(self, row);
     return 0;
@@ -340,6 +341,9 @@ static int s_open(sender_t *self, souk_config_t *cfg)
     if (!self->jobs || !self->busy || !self->holds)
         return 1;
     zhashx_set_destructor(self->holds, s_hold_free);
+    self->web = twilio_rest_new(self->loop, NULL, NULL, NULL, SENDER_MAX_INFLIGHT);
+    if (!self->web)
+        return 1;
     if (!*cfg->twilio_account_sid) {
         SLOG_INFO("sender.console", "reason=\"no TWILIO_ACCOUNT_SID: replies go to the log and the events stream\"");
         return 0;
@@ -356,6 +360,7 @@ static int s_open(sender_t *self, souk_config_t *cfg)
 static void s_close(sender_t *self)
 {
     twilio_rest_destroy(&self->rest); /* no callbacks after this */
+    twilio_rest_destroy(&self->web);
     if (self->jobs) {
         for (sender_job_t *job = zhashx_first(self->jobs); job; job = zhashx_next(self->jobs))
             sender_job_free(job);

@@ -41,6 +41,7 @@ struct sender_s {
     zloop_t *loop;
     store_t *store;
     twilio_rest_t *rest;     /* NULL: console mode */
+    twilio_rest_t *web;      /* webhook rows' POSTs, in either mode */
     outbox_rules_t rules;
     char *status_url;
     zhashx_t *jobs;          /* outbox key -> sender_job_t */

@@ -101,7 +101,9 @@ static size_t s_on_header(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-static job_t *s_job_new(twilio_rest_t *self, const char *url, twilio_rest_fn *fn, void *arg)
+/* twilio: a request to Twilio's API, with its credentials; else a plain one. */
+static job_t *s_job_new(twilio_rest_t *self, const char *url, bool twilio, twilio_rest_fn *fn,
+                        void *arg)
 {
     job_t *job = calloc(1, sizeof *job);
     if (!job)
@@ -127,9 +129,11 @@ static job_t *s_job_new(twilio_rest_t *self, const char *url, twilio_rest_fn *fn
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, TOTAL_TIMEOUT_MS);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "souk-sender/" "0.1");
-    curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
-    curl_easy_setopt(e, CURLOPT_USERNAME, self->account_sid);
-    curl_easy_setopt(e, CURLOPT_PASSWORD, self->auth_token);
+    if (twilio) {
+        curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(e, CURLOPT_USERNAME, self->account_sid);
+        curl_easy_setopt(e, CURLOPT_PASSWORD, self->auth_token);
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, job->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, job);
@@ -281,19 +285,22 @@ twilio_rest_t *twilio_rest_new(zloop_t *loop, const char *api_base, const char *
     self->loop = loop;
     self->timer_id = -1;
     self->max_inflight = max_inflight > 0 ? max_inflight : 1;
-    size_t blen = strlen(api_base);
-    while (blen > 0 && api_base[blen - 1] == '/')
-        blen--;
-    char *sid = curl_easy_escape(NULL, account_sid, 0);
-    bool ok = sid && asprintf(&self->messages_url, "%.*s/2010-04-01/Accounts/%s/Messages.json",
-                              (int)blen, api_base, sid) >= 0;
-    curl_free(sid);
-    if (!ok)
-        self->messages_url = NULL;
-    self->account_sid = strdup(account_sid);
-    self->auth_token = strdup(auth_token);
+    bool plain = !api_base || !account_sid || !auth_token;
+    if (!plain) {
+        size_t blen = strlen(api_base);
+        while (blen > 0 && api_base[blen - 1] == '/')
+            blen--;
+        char *sid = curl_easy_escape(NULL, account_sid, 0);
+        bool ok = sid && asprintf(&self->messages_url, "%.*s/2010-04-01/Accounts/%s/Messages.json",
+                                  (int)blen, api_base, sid) >= 0;
+        curl_free(sid);
+        if (!ok)
+            self->messages_url = NULL;
+        self->account_sid = strdup(account_sid);
+        self->auth_token = strdup(auth_token);
+    }
     self->multi = curl_multi_init();
-    if (!self->messages_url || !self->account_sid || !self->auth_token || !self->multi) {
+    if ((!plain && (!self->messages_url || !self->account_sid || !self->auth_token)) || !self->multi) {
         SLOG_ERROR("rest.init", "err=ENOMEM");
         twilio_rest_destroy(&self);
         return NULL;
@@ -337,13 +344,15 @@ int twilio_rest_inflight(const twilio_rest_t *self)
 
 int twilio_rest_send(twilio_rest_t *self, const twilio_form_t *form, twilio_rest_fn *fn, void *arg)
 {
+    if (!self->messages_url)
+        return SOUK_EINVAL;
     if (self->inflight >= self->max_inflight)
         return SOUK_EBUSY;
     char *body = NULL;
     int rc = twilio_form_encode(form, &body);
     if (rc != SOUK_OK)
         return rc;
-    job_t *job = s_job_new(self, self->messages_url, fn, arg);
+    job_t *job = s_job_new(self, self->messages_url, true, fn, arg);
     if (!job) {
         free(body);
         return SOUK_ENOMEM;
@@ -357,6 +366,8 @@ int twilio_rest_send(twilio_rest_t *self, const twilio_form_t *form, twilio_rest
 int twilio_rest_list(twilio_rest_t *self, const char *to, const char *from, int page_size,
                      twilio_rest_fn *fn, void *arg)
 {
+    if (!self->messages_url)
+        return SOUK_EINVAL;
     if (self->inflight >= self->max_inflight)
         return SOUK_EBUSY;
     char *eto = curl_easy_escape(NULL, to, 0);
@@ -369,11 +380,38 @@ int twilio_rest_list(twilio_rest_t *self, const char *to, const char *from, int 
     curl_free(efrom);
     if (!ok)
         return SOUK_ENOMEM;
-    job_t *job = s_job_new(self, url, fn, arg);
+    job_t *job = s_job_new(self, url, true, fn, arg);
     free(url);
     if (!job)
         return SOUK_ENOMEM;
     curl_easy_setopt(job->easy, CURLOPT_HTTPGET, 1L);
+    return s_job_start(self, job);
+}
+
+int twilio_rest_post_json(twilio_rest_t *self, const char *url, const char *json, const char *key,
+                          twilio_rest_fn *fn, void *arg)
+{
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+        return SOUK_EINVAL;
+    if (self->inflight >= self->max_inflight)
+        return SOUK_EBUSY;
+    job_t *job = s_job_new(self, url, false, fn, arg);
+    if (!job)
+        return SOUK_ENOMEM;
+    char *header = NULL;
+    struct curl_slist *more = curl_slist_append(job->headers, "Content-Type: application/json");
+    if (more && key && asprintf(&header, "Idempotency-Key: %s", key) >= 0)
+        more = curl_slist_append(more, header);
+    free(header);
+    if (!more) {
+        s_job_free(job);
+        return SOUK_ENOMEM;
+    }
+    job->headers = more;
+    curl_easy_setopt(job->easy, CURLOPT_HTTPHEADER, job->headers);
+    curl_easy_setopt(job->easy, CURLOPT_USERAGENT, "souk-webhook/" "0.1");
+    curl_easy_setopt(job->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(json));
+    curl_easy_setopt(job->easy, CURLOPT_COPYPOSTFIELDS, json);
     return s_job_start(self, job);
 }
 

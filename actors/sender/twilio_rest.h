@@ -37,7 +37,9 @@ typedef void(twilio_rest_fn)(const twilio_reply_t *reply, void *arg);
 
 /* A client on `loop` for account_sid at api_base ("https://api.twilio.com"),
  * with at most max_inflight requests and connections at once. Copies its
- * arguments. NULL (logged) on failure. curl_global_init is the caller's. */
+ * arguments. NULL (logged) on failure. curl_global_init is the caller's.
+ * With api_base, account_sid or auth_token NULL it is a plain client, for
+ * twilio_rest_post_json only (send and list answer SOUK_EINVAL). */
 twilio_rest_t *twilio_rest_new(zloop_t *loop, const char *api_base, const char *account_sid,
                                const char *auth_token, int max_inflight);
 /* Abandons requests in flight (no callbacks), closes connections, nulls *self_p. */
@@ -50,6 +52,11 @@ int twilio_rest_send(twilio_rest_t *self, const twilio_form_t *form, twilio_rest
  * ""): the newest messages to `to`. Same contract as twilio_rest_send. */
 int twilio_rest_list(twilio_rest_t *self, const char *to, const char *from, int page_size,
                      twilio_rest_fn *fn, void *arg);
+/* POST a JSON document to url (http or https, else SOUK_EINVAL) without
+ * Twilio's credentials, with "Idempotency-Key: key" when key is not NULL,
+ * so the receiver can drop a repeat. Same contract as twilio_rest_send. */
+int twilio_rest_post_json(twilio_rest_t *self, const char *url, const char *json, const char *key,
+                          twilio_rest_fn *fn, void *arg);
 /* Requests started and not yet called back. */
 int twilio_rest_inflight(const twilio_rest_t *self);
 

@@ -298,6 +298,9 @@ static int s_connect(session_t *self)
     if (!self->gateway || !self->sender || !self->tools || !self->monitor)
         return SOUK_ENOMEM;
     zsock_set_identity(self->gateway, self->waid); /* before connect, or ROUTER makes one up */
+    /* a call goes only to a tool actor whose connection is up; one that is
+     * down (restarting) does not swallow calls in a queue */
+    zsock_set_immediate(self->tools, 1);
     if (zmq_socket_monitor(zsock_resolve(self->gateway), MONITOR_ENDPOINT,
                            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) < 0
         || zsock_connect(self->monitor, MONITOR_ENDPOINT) < 0)

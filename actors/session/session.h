@@ -35,6 +35,10 @@
  * this; the wait doubles up to SESSION_REOFFER_MAX_MS. */
 #define SESSION_REOFFER_GRACE_MS 2000
 #define SESSION_REOFFER_MAX_MS 30000
+/* A tool call waits this long for its result, then is sent again (to
+ * another tool actor) up to SESSION_TOOL_ATTEMPTS times in all. */
+#define SESSION_TOOL_DEADLINE_MS 2000
+#define SESSION_TOOL_ATTEMPTS 3
 
 /* One message of the current turn, as accepted. */
 typedef struct {
@@ -74,6 +78,7 @@ typedef struct {
     session_offer_t *offers;
 
     uint64_t handled;     /* INBOUND messages handled */
+    uint64_t tool_calls;  /* for unique call ids */
     int64_t last_msg_ms;  /* monotonic: the last message (heartbeat idle_ms) */
     int64_t idle_from_ms; /* monotonic: idle since, for asking to exit */
     int64_t idle_asked_ms; /* IDLE sent at; 0: not asked */
@@ -143,6 +148,17 @@ int session_reply_resume(session_t *self);
 int64_t session_reply_due(const session_t *self);
 /* Frees the list of waiting offers. */
 void session_reply_clear(session_t *self);
+
+/* ---- tools_client.c ---------------------------------------------------- */
+
+/* Runs one tool for this session's user (its WaId, never the caller's
+ * choice) on the tool pool and waits for the result, retrying on another
+ * tool actor when one does not answer in time (the agent_tool_fn contract
+ * of souk/agent.h): SOUK_OK with *result_json, or the tool's error code
+ * (SOUK_ENOTFOUND, SOUK_ESTOCK …) with *error, its sentence; SOUK_EUNAVAIL
+ * with *error when no tool actor answered. The caller frees both. */
+int session_tool_call(session_t *self, const char *tool, const char *args_json,
+                      const char *idem_key, char **result_json, char **error);
 
 /* ---- answer.c ----------------------------------------------------------- */
 

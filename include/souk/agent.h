@@ -39,9 +39,12 @@
 
 /* Runs one tool for the bound user: the session sends TOOL_CALL to the tool
  * actor pool, tests call tools_exec (souk/tools.h). idem_key is NULL for a
- * tool that does not change state. Returns SOUK_OK with *result_json, or a
- * souk/error.h code (SOUK_ENOTFOUND, SOUK_ESTOCK, SOUK_ESTATE, ...) with
- * *error (may stay NULL); the agent frees both with free(). */
+ * tool that does not change state. Returns SOUK_OK with *result_json, or
+ * the tool's souk/error.h code (SOUK_ENOTFOUND, SOUK_ESTOCK, SOUK_ESTATE,
+ * ... as tools_exec returns it; TOOL_RESULT carries it as {"code":"ESTOCK"})
+ * with *error (may stay NULL); the agent frees both with free(). SOUK_OK
+ * without a result counts as an error whose code was lost: the agent then
+ * finds the cause with read-only tools. */
 typedef int (*agent_tool_fn)(void *arg, const char *tool, const char *args_json,
                              const char *idem_key, char **result_json, char **error);
 

@@ -37,6 +37,10 @@ const char *souk_strerror(int code);
 /* Short symbolic name ("ENOTFOUND") for an error code; never NULL. */
 const char *souk_errname(int code);
 
+/* The code whose name is `name` ("ENOTFOUND"); SOUK_EIO for an unknown
+ * name, so a code lost in transit still reads as a failure. */
+int souk_errcode(const char *name);
+
 /* Exit code for a configuration error (sysexits EX_CONFIG): the supervisor
  * does not restart a child that exits with it. */
 #define SOUK_EXIT_CONFIG 78

@@ -68,6 +68,8 @@ typedef struct {
      * n_brands / n_categories); NULL: none. */
     const float *brand_boost;
     const float *category_boost;
+    /* Added to each product's cosine (vindex_count floats); NULL: none. */
+    const float *extra;
     /* One product to leave out (an exact SKU hit already shown); -1: none. */
     int64_t exclude_id;
 } vindex_filter_t;
@@ -88,6 +90,13 @@ int vindex_writer_set_state(vindex_writer_t *self, const uint8_t *blob, size_t l
 /* The catalogue's words for spelling correction: sorted (strcmp), each
  * NUL-terminated, copied. SOUK_EINVAL when the last is not terminated. */
 int vindex_writer_set_words(vindex_writer_t *self, const char *words, size_t len);
+/* The products' word stems and, for each, the ids of the products holding
+ * it: n_terms stems, stem i at terms + str_off[i] (sorted by strcmp), its
+ * ids postings[term_off[i] .. term_off[i + 1]) ascending, ids as added.
+ * Borrowed: the arrays must stay valid until commit. */
+int vindex_writer_set_terms(vindex_writer_t *self, const char *terms, size_t terms_len,
+                            const uint32_t *str_off, const uint32_t *term_off, size_t n_terms,
+                            const uint32_t *postings, size_t n_postings);
 /* Appends a product and its vector (embed_dim floats). SOUK_EINVAL for a
  * missing sku or name, a negative price, a non-finite vector. */
 int vindex_writer_add(vindex_writer_t *self, const vindex_item_t *item, const float *vec);
@@ -130,6 +139,10 @@ const char *vindex_category_name(const vindex_t *self, int id);
 const float *vindex_category_centroid(const vindex_t *self, int id);
 int vindex_brand_count(const vindex_t *self);
 const char *vindex_brand_name(const vindex_t *self, int id);
+
+/* The ids (ascending) of the products holding stem[0..len); SOUK_ENOTFOUND. */
+int vindex_term_postings(const vindex_t *self, const char *stem, size_t len, const uint32_t **ids,
+                         size_t *n);
 
 /* SOUK_ENOTFOUND for an id out of range. */
 int vindex_entry(const vindex_t *self, uint32_t id, vindex_entry_t *out);

@@ -1,0 +1,909 @@
+/* Kill tests: every accepted message gets exactly one reply while actors
+ * die with SIGKILL at random moments.
+ *
+ * Each scenario (one process, one time-out, chosen by argv[1]) starts the
+ * real `souk serve` with the REAL sender pointed at tests/fakes/twilio_fake.py,
+ * debounce off (every message is its own turn), then lets USERS threads send
+ * PER_USER messages each while a killer thread SIGKILLs the gateway, session
+ * actors, the sender, or all of them, at random moments.
+ *
+ * A delivery is accepted when it gets HTTP 200, as Twilio sees it; a
+ * delivery that fails (connection refused or reset, any other status) is
+ * delivered again with the same MessageSid, as Twilio retries a failed
+ * connect, until it is accepted. The session's answer echoes the user's
+ * text, so every message carries a unique token ("t-u03-m07.") and replies
+ * are matched by token: an inline reply is the TwiML <Message> of an
+ * accepted response, a REST reply is a message the fake accepted for that
+ * user. When the load stops we wait until souk owes nothing (no outbox row
+ * offered, queued or sending, no inbound message still received — read from
+ * the store) and every token has a reply, then assert for every message:
+ * its token is carried by exactly one reply, inline or REST.
+ *
+ * The seed is printed; SOUK_KILL_SEED=<seed> replays the same kill schedule
+ * and think times (thread interleavings differ, of course). HARNESS_KEEP=1
+ * keeps the data folder; a failing scenario keeps it anyway and prints the
+ * serve.log lines of every message that went wrong. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "souk/actor.h"
+#include "souk/error.h"
+#include "souk/store.h"
+
+extern char **environ;
+
+#define ACCOUNT "AC5e55a5e55a5e55a5e55a5e55a5e55a5"
+#define FROM "whatsapp:+14155238886"
+
+/* Sizes: ~10 users x ~10 messages; smaller under ASan, where every actor
+ * is several times slower and the whole suite must still fit. */
+#if defined(__SANITIZE_ADDRESS__)
+#define USERS 6
+#define PER_USER 6
+#define LOAD_MS 40000   /* every message accepted within this */
+#define SETTLE_MS 25000 /* then souk owes nothing within this */
+#else
+#define USERS 10
+#define PER_USER 10
+#define LOAD_MS 30000
+#define SETTLE_MS 20000
+#endif
+#define MSGS (USERS * PER_USER)
+#define QUIET_MS 600      /* after settling, a last look for late doubles */
+#define RESEND_MIN_MS 10  /* a failed delivery is made again after this, doubling */
+#define RESEND_MAX_MS 250
+#define KILLS_MAX 1024
+
+/* What a scenario kills: an index into s_target_names, a bit in a mask. */
+enum { T_GATEWAY, T_SESSION, T_SENDER, T_COUNT };
+#define KILL_GATEWAY (1u << T_GATEWAY)
+#define KILL_SESSION (1u << T_SESSION)
+#define KILL_SENDER (1u << T_SENDER)
+static const char *const s_target_names[T_COUNT] = { "gateway", "session", "sender" };
+
+/* ---- a small PRNG: splitmix64, one stream per thread ------------------------------- */
+
+typedef struct {
+    uint64_t s;
+} rng_t;
+
+static uint64_t s_rng_next(rng_t *r)
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static int s_rng_range(rng_t *r, int lo, int hi)
+{
+    return lo + (int)(s_rng_next(r) % (uint64_t)(hi - lo + 1));
+}
+
+static int64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void s_sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* UTC wall time as serve.log writes it, to line the two up. */
+static void s_wall_stamp(char out[32])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+}
+
+/* ---- the fake Twilio: one per scenario ----------------------------------------------- */
+
+typedef struct {
+    pid_t pid;
+    int port;
+} fake_t;
+
+static int s_fake_start(fake_t *f)
+{
+    const char *src = getenv("SOUK_SRC");
+    char script[1024];
+    snprintf(script, sizeof script, "%s/tests/fakes/twilio_fake.py", src ? src : ".");
+    int out[2];
+    if (pipe(out) < 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    char *argv[] = { "python3", script, "--account-sid", ACCOUNT, "--auth-token", HARNESS_TOKEN,
+                     NULL };
+    int rc = posix_spawnp(&f->pid, "python3", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    if (rc != 0) {
+        close(out[0]);
+        return -1;
+    }
+    FILE *p = fdopen(out[0], "r");
+    char line[64] = "";
+    if (!p)
+        return -1;
+    if (!fgets(line, sizeof line, p))
+        line[0] = '\0';
+    fclose(p);
+    f->port = atoi(line);
+    return f->port > 0 ? 0 : -1;
+}
+
+static void s_fake_stop(fake_t *f)
+{
+    if (f->pid > 0) {
+        kill(f->pid, SIGTERM);
+        waitpid(f->pid, NULL, 0);
+        f->pid = 0;
+    }
+}
+
+static size_t s_collect(char *data, size_t size, size_t n, void *arg)
+{
+    return fwrite(data, size, n, arg) * size;
+}
+
+/* A request to the fake's control endpoints; the answer parsed, or NULL. */
+static json_t *s_fake_call(const fake_t *f, const char *method, const char *path,
+                           const char *json_body)
+{
+    char url[128], *buf = NULL;
+    size_t len = 0;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", f->port, path);
+    FILE *mem = open_memstream(&buf, &len);
+    if (!mem)
+        return NULL;
+    CURL *e = curl_easy_init();
+    CURLcode cc = CURLE_FAILED_INIT;
+    if (e) {
+        curl_easy_setopt(e, CURLOPT_URL, url);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+        if (json_body)
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, json_body);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_collect);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, mem);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        cc = curl_easy_perform(e);
+        curl_easy_cleanup(e);
+    }
+    fclose(mem);
+    json_t *doc = cc == CURLE_OK ? json_loads(buf, 0, NULL) : NULL;
+    free(buf);
+    return doc;
+}
+
+/* Every message the fake accepted: {"messages": [...], "attempts": [...]}. */
+static json_t *s_fake_seen(const fake_t *f)
+{
+    return s_fake_call(f, "GET", "/_fake/messages", NULL);
+}
+
+/* ---- one scenario -------------------------------------------------------------------- */
+
+typedef struct {
+    char sid[35];
+    char token[16];      /* "t-u03-m07.": fixed width, so none is a prefix of another */
+    char text[64];
+    int user;
+    int deliveries;      /* POSTs until one was accepted */
+    int failed;          /* POSTs not accepted: no HTTP answer, or not 200 */
+    long last_failure;   /* status of the last failed one (0: no HTTP answer) */
+    bool accepted;
+    char answer[16];     /* X-Souk-Answer of the accepted delivery */
+    char *reply;         /* its TwiML <Message>, or NULL */
+    char accepted_at[32];
+    /* what the check found */
+    int inline_hits, rest_hits;
+} msg_rec_t;
+
+typedef struct {
+    char at[32];
+    int target;
+    pid_t pid;
+    char name[48];
+    int delay_us;        /* aimed at: after the delivery that triggered it started */
+    int lag_us;          /* came: after the delivery that triggered it started */
+} kill_rec_t;
+
+/* A scenario: what is killed, and how souk and the users are set. */
+typedef struct {
+    const char *name;
+    unsigned targets;    /* KILL_* */
+    int budget_ms;       /* SOUK_REPLY_BUDGET_MS */
+    int debounce_ms;     /* SOUK_DEBOUNCE_MS */
+    int fake_delay_ms;   /* the fake answers each accepted POST this late */
+    int think_min_ms, think_max_ms; /* a user's pause between messages */
+    int pause_min_ms, pause_max_ms; /* the killer's pause between kills */
+    /* A kill comes near_lo..near_hi us after a delivery starts (where the
+     * target does its work for it), or, every other time, 0..window_ms. */
+    int near_lo_us, near_hi_us, window_ms;
+} scenario_t;
+
+typedef struct {
+    const scenario_t *sc;
+    uint64_t seed;
+    harness_t h;
+    fake_t fake;
+    msg_rec_t msgs[MSGS];
+    atomic_int users_done;
+    atomic_int resends;
+    atomic_int deliveries;  /* started so far: the killer's trigger */
+    atomic_int last_user;   /* whose delivery started last */
+    _Atomic int64_t last_start_us; /* when (monotonic) */
+    kill_rec_t kills[KILLS_MAX];
+    int nkills, kill_misses;
+    int kills_by[T_COUNT];
+} run_t;
+
+typedef struct {
+    run_t *run;
+    int user;
+} user_arg_t;
+
+static void s_waid(int user, char out[16])
+{
+    snprintf(out, 16, "1555031%04d", user);
+}
+
+/* One user: PER_USER messages, one after the other; each delivered again
+ * until it is accepted, as Twilio does after a failed connect. */
+static void *s_user_thread(void *arg)
+{
+    user_arg_t *ua = arg;
+    run_t *run = ua->run;
+    rng_t rng = { run->seed ^ (0x5851f42d4c957f2dull * (uint64_t)(ua->user + 1)) };
+    char waid[16], name[16];
+    s_waid(ua->user, waid);
+    snprintf(name, sizeof name, "U%d", ua->user);
+    int64_t deadline = souk_now_ms() + LOAD_MS;
+    for (int i = 0; i < PER_USER; i++) {
+        msg_rec_t *m = &run->msgs[ua->user * PER_USER + i];
+        int wait = RESEND_MIN_MS;
+        for (;;) {
+            harness_reply_t r = { 0 };
+            m->deliveries++;
+            if (m->deliveries > 1)
+                atomic_fetch_add(&run->resends, 1);
+            atomic_store(&run->last_user, ua->user);
+            atomic_store(&run->last_start_us, s_now_us());
+            atomic_fetch_add(&run->deliveries, 1);
+            harness_send(&run->h, waid, name, m->text, m->sid, NULL, &r);
+            if (r.status == 200) {
+                m->accepted = true;
+                snprintf(m->answer, sizeof m->answer, "%s", r.answer);
+                m->reply = r.message ? strdup(r.message) : NULL;
+                s_wall_stamp(m->accepted_at);
+                harness_reply_clear(&r);
+                break;
+            }
+            m->failed++;
+            m->last_failure = r.status;
+            harness_reply_clear(&r);
+            if (souk_now_ms() > deadline)
+                break;
+            s_sleep_ms(wait);
+            wait = wait * 2 < RESEND_MAX_MS ? wait * 2 : RESEND_MAX_MS;
+        }
+        if (!m->accepted)
+            break; /* the check reports it */
+        s_sleep_ms(s_rng_range(&rng, run->sc->think_min_ms, run->sc->think_max_ms));
+    }
+    atomic_fetch_add(&run->users_done, 1);
+    return NULL;
+}
+
+/* The parent pid of pid from /proc, or 0. */
+static pid_t s_ppid(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *rp = strrchr(buf, ')'); /* comm may hold spaces */
+    char state;
+    int ppid = 0;
+    if (!rp || sscanf(rp + 1, " %c %d", &state, &ppid) != 2)
+        return 0;
+    return (pid_t)ppid;
+}
+
+/* The actors as `souk status --json` lists them. */
+typedef struct {
+    int n;
+    struct {
+        char name[48];
+        int role;        /* T_*, or -1 */
+        pid_t pid;       /* 0 while not running */
+        bool ready;
+    } a[MSGS + 16];
+} actors_t;
+
+static void s_actors(run_t *run, actors_t *out)
+{
+    out->n = 0;
+    json_t *doc = harness_status(&run->h);
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(doc, "actors"), i, a) {
+        const char *role = json_string_value(json_object_get(a, "role"));
+        const char *name = json_string_value(json_object_get(a, "name"));
+        const char *state = json_string_value(json_object_get(a, "state"));
+        if (!role || !name || !state || out->n == (int)(sizeof out->a / sizeof out->a[0]))
+            continue;
+        out->a[out->n].role = -1;
+        for (int t = 0; t < T_COUNT; t++)
+            if (strcmp(role, s_target_names[t]) == 0)
+                out->a[out->n].role = t;
+        snprintf(out->a[out->n].name, sizeof out->a[out->n].name, "%s", name);
+        out->a[out->n].pid = (pid_t)json_integer_value(json_object_get(a, "pid"));
+        out->a[out->n].ready = strcmp(state, "ready") == 0;
+        out->n++;
+    }
+    json_decref(doc);
+}
+
+/* Index of the actor of `target` to kill, or -1: for a session, the one of
+ * `user` when it runs, else any. */
+static int s_choose(const actors_t *as, int target, int user, rng_t *rng)
+{
+    char mine[48], waid[16];
+    s_waid(user, waid);
+    snprintf(mine, sizeof mine, "s-%s", waid);
+    int idx[MSGS + 16], n = 0;
+    for (int i = 0; i < as->n; i++) {
+        if (as->a[i].role != target || as->a[i].pid <= 0)
+            continue;
+        if (target == T_SESSION && strcmp(as->a[i].name, mine) == 0)
+            return i;
+        idx[n++] = i;
+    }
+    return n ? idx[s_rng_range(rng, 0, n - 1)] : -1;
+}
+
+/* Whether the permanent actor `name` is ready again with a pid other than
+ * `old` (the supervisor restarted it). */
+static bool s_back(run_t *run, const char *name, pid_t old)
+{
+    actors_t *as = malloc(sizeof *as);
+    bool back = false;
+    if (!as)
+        return false;
+    s_actors(run, as);
+    for (int i = 0; i < as->n; i++)
+        if (strcmp(as->a[i].name, name) == 0)
+            back = as->a[i].pid > 0 && as->a[i].pid != old && as->a[i].ready;
+    free(as);
+    return back;
+}
+
+static bool s_load_running(run_t *run)
+{
+    return atomic_load(&run->users_done) < USERS;
+}
+
+/* Kills one actor at a random moment of a delivery: waits for the next
+ * delivery to start, then a random delay (see scenario_t) and SIGKILL. Pids are read before the trigger, as `souk status` takes
+ * longer than the windows aimed at. Returns whether it killed. */
+static bool s_kill_one(run_t *run, rng_t *rng, actors_t *as)
+{
+    const scenario_t *sc = run->sc;
+    int choices[T_COUNT], nchoices = 0;
+    for (int t = 0; t < T_COUNT; t++)
+        if (sc->targets & (1u << t))
+            choices[nchoices++] = t;
+    int target = choices[s_rng_range(rng, 0, nchoices - 1)];
+    s_actors(run, as);
+    int before = atomic_load(&run->deliveries);
+    for (int waited = 0; atomic_load(&run->deliveries) == before && waited < 30000; waited++)
+        usleep(100);
+    int delay_us = s_rng_range(rng, 0, 1) ? s_rng_range(rng, sc->near_lo_us, sc->near_hi_us)
+                                          : s_rng_range(rng, 0, sc->window_ms * 1000);
+    usleep((useconds_t)delay_us);
+    int i = s_choose(as, target, atomic_load(&run->last_user), rng);
+    /* only a child of this souk serve: never a recycled pid */
+    if (i < 0 || s_ppid(as->a[i].pid) != run->h.pid || kill(as->a[i].pid, SIGKILL) != 0) {
+        run->kill_misses++;
+        return false;
+    }
+    kill_rec_t *k = &run->kills[run->nkills++];
+    k->lag_us = (int)(s_now_us() - atomic_load(&run->last_start_us));
+    s_wall_stamp(k->at);
+    k->target = target;
+    k->pid = as->a[i].pid;
+    k->delay_us = delay_us;
+    snprintf(k->name, sizeof k->name, "%s", as->a[i].name);
+    run->kills_by[target]++;
+    return true;
+}
+
+/* The pause of a permanent actor starts when it is back: its restart
+ * backoff doubles while it keeps dying young, and an ever-absent gateway
+ * would test nothing but the resends. */
+static void *s_killer_thread(void *arg)
+{
+    run_t *run = arg;
+    rng_t rng = { run->seed ^ 0xd1b54a32d192ed03ull };
+    actors_t *as = malloc(sizeof *as);
+    if (!as)
+        return NULL;
+    while (s_load_running(run) && run->nkills < KILLS_MAX) {
+        int pause = s_rng_range(&rng, run->sc->pause_min_ms, run->sc->pause_max_ms);
+        for (; pause > 0 && s_load_running(run); pause -= 10)
+            s_sleep_ms(pause < 10 ? pause : 10);
+        if (!s_load_running(run) || !s_kill_one(run, &rng, as))
+            continue;
+        const kill_rec_t *k = &run->kills[run->nkills - 1];
+        if (k->target != T_SESSION)
+            while (s_load_running(run) && !s_back(run, k->name, k->pid))
+                s_sleep_ms(20);
+    }
+    free(as);
+    return NULL;
+}
+
+/* ---- the check ------------------------------------------------------------------------- */
+
+typedef struct {
+    int owed;            /* outbox rows offered, queued or sending; inbound still received */
+} owed_t;
+
+static int s_count_row(const store_outbox_t *o, void *arg)
+{
+    (void)o;
+    ((owed_t *)arg)->owed++;
+    return 0;
+}
+
+static int s_count_inbound(const store_inbound_t *m, void *arg)
+{
+    (void)m;
+    ((owed_t *)arg)->owed++;
+    return 0;
+}
+
+/* What souk still owes: rows not yet decided or not yet sent, messages not
+ * yet answered. -1 when the store cannot be read. */
+static int s_owed(store_t *st)
+{
+    owed_t o = { 0 };
+    if (store_outbox_due(st, STORE_OUTBOX_QUEUED, INT64_MAX, 1000, s_count_row, &o) != SOUK_OK
+        || store_outbox_due(st, STORE_OUTBOX_SENDING, INT64_MAX, 1000, s_count_row, &o) != SOUK_OK)
+        return -1;
+    for (int u = 0; u < USERS; u++) {
+        char waid[16];
+        s_waid(u, waid);
+        if (store_outbox_offered(st, waid, s_count_row, &o) != SOUK_OK
+            || store_inbound_pending(st, waid, s_count_inbound, &o) != SOUK_OK)
+            return -1;
+    }
+    return o.owed;
+}
+
+/* Counts, for every message, the replies carrying its token: accepted
+ * inline answers (any message's: a merged turn answers for several) and
+ * messages the fake accepted for that user. Returns the number of
+ * messages without any reply yet; *stray gets REST messages to our users
+ * that carry no token at all. */
+static int s_tally(run_t *run, json_t *seen, int *stray, int *rest_total)
+{
+    for (int i = 0; i < MSGS; i++)
+        run->msgs[i].inline_hits = run->msgs[i].rest_hits = 0;
+    for (int j = 0; j < MSGS; j++) {
+        const msg_rec_t *a = &run->msgs[j];
+        if (!a->reply || strcmp(a->answer, "inline") != 0)
+            continue;
+        for (int i = 0; i < MSGS; i++)
+            if (strstr(a->reply, run->msgs[i].token))
+                run->msgs[i].inline_hits++;
+    }
+    *stray = *rest_total = 0;
+    size_t k;
+    json_t *m;
+    json_array_foreach(json_object_get(seen, "messages"), k, m) {
+        const char *to = json_string_value(json_object_get(m, "to"));
+        const char *body = json_string_value(json_object_get(m, "body"));
+        if (!to || !body)
+            continue;
+        (*rest_total)++;
+        bool any = false;
+        for (int i = 0; i < MSGS; i++) {
+            msg_rec_t *r = &run->msgs[i];
+            char want[40], waid[16];
+            s_waid(r->user, waid);
+            snprintf(want, sizeof want, "whatsapp:+%s", waid);
+            if (strcmp(to, want) == 0 && strstr(body, r->token)) {
+                r->rest_hits++;
+                any = true;
+            }
+        }
+        if (!any)
+            (*stray)++;
+    }
+    int missing = 0;
+    for (int i = 0; i < MSGS; i++)
+        if (run->msgs[i].inline_hits + run->msgs[i].rest_hits == 0)
+            missing++;
+    return missing;
+}
+
+/* Lines of serve.log that mention sid (at most max). */
+static void s_print_log_lines(const run_t *run, const char *sid, int max)
+{
+    FILE *f = fopen(run->h.log_path, "r");
+    if (!f)
+        return;
+    char line[2048];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < max)
+        if (strstr(line, sid)) {
+            fprintf(stderr, "      | %s", line);
+            n++;
+        }
+    fclose(f);
+}
+
+/* Everything known about one message that went wrong. */
+static void s_explain(const run_t *run, store_t *st, const msg_rec_t *m, const char *what)
+{
+    fprintf(stderr, "  %s %s sid=%s user=%d deliveries=%d failed=%d last_failure=%ld "
+            "accepted=%d at %s answer=%s inline_hits=%d rest_hits=%d\n",
+            what, m->token, m->sid, m->user, m->deliveries, m->failed, m->last_failure,
+            m->accepted, m->accepted_at, m->answer, m->inline_hits, m->rest_hits);
+    if (m->reply)
+        fprintf(stderr, "    accepted reply: %s\n", m->reply);
+    store_inbound_t in = { 0 };
+    if (st && store_inbound_get(st, m->sid, &in) == SOUK_OK)
+        fprintf(stderr, "    inbound: state=%s turn=%s\n", store_inbound_state_name(in.state),
+                in.turn_sid ? in.turn_sid : "-");
+    char key[48];
+    snprintf(key, sizeof key, "r:%s", in.turn_sid ? in.turn_sid : m->sid);
+    store_inbound_clear(&in);
+    store_outbox_t o = { 0 };
+    if (st && store_outbox_get(st, key, &o) == SOUK_OK)
+        fprintf(stderr, "    outbox %s: state=%s attempts=%d twilio_sid=%s error=%d %s\n", key,
+                store_outbox_state_name(o.state), o.attempts, o.twilio_sid ? o.twilio_sid : "-",
+                o.error_code, o.error_reason ? o.error_reason : "");
+    store_outbox_clear(&o);
+    s_print_log_lines(run, m->sid, 40);
+}
+
+/* How often the recovery paths ran, from serve.log: evidence that the
+ * kills landed in the windows they aim at. Printed as "name=count". */
+static void s_print_recoveries(const run_t *run)
+{
+    static const char *const events[] = {
+        "gateway.client_gone", "gateway.session_exit", "gateway.verdict_unsent",
+        "session.inbound_pending_again", "session.inbound_duplicate", "session.resume",
+        "session.resume_offer", "session.reoffer", "session.failed", "send.reconcile",
+        "send.reconcile.found", "send.reconcile.absent", "send.retry", "send.unknown",
+        "send.failed",
+    };
+    enum { NEVENTS = sizeof events / sizeof events[0] };
+    int counts[NEVENTS] = { 0 };
+    FILE *f = fopen(run->h.log_path, "r");
+    if (!f)
+        return;
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        const char *ev = strstr(line, " event=");
+        if (!ev)
+            continue;
+        ev += strlen(" event=");
+        size_t n = strcspn(ev, " \n");
+        for (int i = 0; i < NEVENTS; i++)
+            if (strlen(events[i]) == n && strncmp(ev, events[i], n) == 0)
+                counts[i]++;
+    }
+    fclose(f);
+    char out[1024] = "";
+    size_t o = 0;
+    for (int i = 0; i < NEVENTS; i++)
+        if (counts[i] && o < sizeof out)
+            o += (size_t)snprintf(out + o, sizeof out - o, " %s=%d", events[i], counts[i]);
+    print_message("%s: recoveries:%s\n", run->sc->name, *out ? out : " none");
+}
+
+static void s_print_kills(const run_t *run)
+{
+    for (int i = 0; i < run->nkills; i++)
+        fprintf(stderr, "  kill %s %s pid=%d %s (%d us into a delivery, aimed at %d)\n",
+                run->kills[i].at, s_target_names[run->kills[i].target], (int)run->kills[i].pid,
+                run->kills[i].name, run->kills[i].lag_us, run->kills[i].delay_us);
+}
+
+static uint64_t s_seed(void)
+{
+    const char *e = getenv("SOUK_KILL_SEED");
+    if (e && *e)
+        return strtoull(e, NULL, 0);
+    uint64_t s = 0;
+    if (getrandom(&s, sizeof s, 0) != sizeof s)
+        s = (uint64_t)souk_wall_ms() * 0x9e3779b97f4a7c15ull;
+    return s;
+}
+
+static void s_run(run_t *run)
+{
+    run->seed = s_seed();
+    const scenario_t *sc = run->sc;
+    print_message("%s: seed=0x%016" PRIx64 " (SOUK_KILL_SEED=0x%016" PRIx64 " to replay) "
+                  "users=%d messages=%d budget_ms=%d debounce_ms=%d fake_delay_ms=%d\n",
+                  sc->name, run->seed, run->seed, USERS, PER_USER, sc->budget_ms,
+                  sc->debounce_ms, sc->fake_delay_ms);
+    for (int u = 0; u < USERS; u++)
+        for (int i = 0; i < PER_USER; i++) {
+            msg_rec_t *m = &run->msgs[u * PER_USER + i];
+            m->user = u;
+            snprintf(m->sid, sizeof m->sid, "SM%016" PRIx64 "%08x%08x", run->seed, u, i);
+            snprintf(m->token, sizeof m->token, "t-u%02d-m%02d.", u, i);
+            snprintf(m->text, sizeof m->text, "msg %s from the kill test", m->token);
+        }
+
+    assert_int_equal(s_fake_start(&run->fake), 0);
+    if (sc->fake_delay_ms) {
+        char rules[96];
+        snprintf(rules, sizeof rules, "{\"rules\":[{\"delay_ms\":%d,\"times\":-1}]}",
+                 sc->fake_delay_ms);
+        json_decref(s_fake_call(&run->fake, "POST", "/_fake/script", rules));
+    }
+    char base[64], budget[48], debounce[48];
+    snprintf(base, sizeof base, "TWILIO_API_BASE=http://127.0.0.1:%d", run->fake.port);
+    snprintf(budget, sizeof budget, "SOUK_REPLY_BUDGET_MS=%d", sc->budget_ms);
+    snprintf(debounce, sizeof debounce, "SOUK_DEBOUNCE_MS=%d", sc->debounce_ms);
+    const char *const env[] = {
+        debounce, budget, "SOUK_HEARTBEAT_MS=100",
+        /* the restart policy is not under test here: kills must not end
+         * souk (intensity) nor quarantine the users (crash budget) */
+        "SOUK_RESTART_MAX=1000", "SOUK_RESTART_WINDOW_S=1", "SOUK_QUARANTINE_CRASHES=1000",
+        "SOUK_DRAIN_MS=2000",
+        "TWILIO_ACCOUNT_SID=" ACCOUNT, base, "TWILIO_WHATSAPP_FROM=" FROM, NULL,
+    };
+    if (harness_start(&run->h, env) != 0) {
+        s_fake_stop(&run->fake);
+        fail_msg("souk serve did not start");
+    }
+    int64_t t0 = souk_now_ms();
+
+    pthread_t users[USERS], killer;
+    user_arg_t args[USERS];
+    for (int u = 0; u < USERS; u++) {
+        args[u] = (user_arg_t){ run, u };
+        assert_int_equal(pthread_create(&users[u], NULL, s_user_thread, &args[u]), 0);
+    }
+    assert_int_equal(pthread_create(&killer, NULL, s_killer_thread, run), 0);
+    for (int u = 0; u < USERS; u++)
+        pthread_join(users[u], NULL);
+    pthread_join(killer, NULL);
+    int64_t load_ms = souk_now_ms() - t0;
+
+    /* settle: souk owes nothing and every token has a reply; then one
+     * more look after a pause, for a double that would come late */
+    char err[256] = "";
+    store_t *st = NULL;
+    if (store_open("sqlite", run->h.data, NULL, &st, err, sizeof err) != SOUK_OK)
+        fprintf(stderr, "store_open: %s\n", err);
+    int64_t settle_end = souk_now_ms() + SETTLE_MS;
+    int owed = -1, missing = -1, stray = 0, rest_total = 0;
+    json_t *seen = NULL;
+    for (;;) {
+        json_decref(seen);
+        seen = s_fake_seen(&run->fake);
+        owed = st ? s_owed(st) : -1;
+        missing = seen ? s_tally(run, seen, &stray, &rest_total) : -1;
+        if ((owed == 0 && missing == 0) || souk_now_ms() > settle_end)
+            break;
+        s_sleep_ms(100);
+    }
+    if (owed == 0 && missing == 0) {
+        s_sleep_ms(QUIET_MS);
+        json_decref(seen);
+        seen = s_fake_seen(&run->fake);
+        owed = st ? s_owed(st) : -1;
+        missing = seen ? s_tally(run, seen, &stray, &rest_total) : -1;
+    }
+    int64_t settle_ms = souk_now_ms() - t0 - load_ms;
+
+    int accepted = 0, inline_n = 0, later_n = 0, none_n = 0, lost = 0, doubled = 0,
+        unaccepted = 0, failed_deliveries = 0;
+    for (int i = 0; i < MSGS; i++) {
+        const msg_rec_t *m = &run->msgs[i];
+        failed_deliveries += m->failed;
+        if (!m->accepted) {
+            unaccepted++;
+            continue;
+        }
+        accepted++;
+        inline_n += strcmp(m->answer, "inline") == 0;
+        later_n += strcmp(m->answer, "later") == 0;
+        none_n += strcmp(m->answer, "none") == 0;
+        int hits = m->inline_hits + m->rest_hits;
+        lost += hits == 0;
+        doubled += hits > 1;
+    }
+    int inline_replies = 0, rest_replies = 0;
+    for (int i = 0; i < MSGS; i++) {
+        inline_replies += run->msgs[i].inline_hits;
+        rest_replies += run->msgs[i].rest_hits;
+    }
+    print_message("%s: accepted=%d/%d (answer inline=%d later=%d none=%d) replies inline=%d "
+                  "rest=%d (fake accepted %d) resends=%d failed_deliveries=%d kills=%d "
+                  "(gateway=%d session=%d sender=%d, %d missed) load=%lldms settle=%lldms\n",
+                  sc->name, accepted, MSGS, inline_n, later_n, none_n, inline_replies,
+                  rest_replies, rest_total, atomic_load(&run->resends), failed_deliveries,
+                  run->nkills, run->kills_by[T_GATEWAY], run->kills_by[T_SESSION], run->kills_by[T_SENDER],
+                  run->kill_misses, (long long)load_ms, (long long)settle_ms);
+
+    s_print_recoveries(run);
+    bool ok = unaccepted == 0 && lost == 0 && doubled == 0 && stray == 0 && owed == 0;
+    if (getenv("KILL_DEBUG"))
+        s_print_kills(run);
+    if (!ok) {
+        fprintf(stderr, "%s FAILED: unaccepted=%d lost=%d doubled=%d stray_rest=%d owed=%d "
+                "(seed 0x%016" PRIx64 ", data kept in %s)\n", sc->name, unaccepted, lost,
+                doubled, stray, owed, run->seed, run->h.data);
+        for (int i = 0; i < MSGS; i++) {
+            const msg_rec_t *m = &run->msgs[i];
+            int hits = m->inline_hits + m->rest_hits;
+            if (!m->accepted)
+                s_explain(run, st, m, "UNACCEPTED");
+            else if (hits == 0)
+                s_explain(run, st, m, "LOST");
+            else if (hits > 1)
+                s_explain(run, st, m, "DOUBLED");
+        }
+        s_print_kills(run);
+    }
+    json_decref(seen);
+    store_close(&st);
+    int code = harness_stop(&run->h, !ok);
+    s_fake_stop(&run->fake);
+    for (int i = 0; i < MSGS; i++)
+        free(run->msgs[i].reply);
+    if (!ok)
+        fail_msg("%s: %d lost, %d doubled, %d unaccepted, %d stray, %d owed", sc->name, lost,
+                 doubled, unaccepted, stray, owed);
+    assert_int_equal(code, 0);
+}
+
+/* ---- scenarios ------------------------------------------------------------------------ */
+
+static void s_scenario(const scenario_t *sc)
+{
+    run_t *run = calloc(1, sizeof *run);
+    assert_non_null(run);
+    run->sc = sc;
+    s_run(run);
+    free(run);
+}
+
+/* Users pause long enough between messages that the load lasts ~10 s,
+ * with deliveries in every stage when a kill comes. */
+
+/* The gateway, answering inline: requests lost mid-way (Twilio sends them
+ * again), verdicts it sent but never wrote, offers it never answered (the
+ * session offers again to the next one). Its pause starts when it is back
+ * and mostly outlasts SOUK_RESTART_WINDOW_S (1 s), or its restart backoff
+ * would keep growing. */
+static void test_kill_gateway(void **state)
+{
+    (void)state;
+    static const scenario_t sc = {
+        .name = "kill_gateway", .targets = KILL_GATEWAY, .budget_ms = 1000,
+        .think_min_ms = 0, .think_max_ms = 2000, .pause_min_ms = 600, .pause_max_ms = 1400,
+        .near_lo_us = 0, .near_hi_us = 1500, .window_ms = 40,
+    };
+    s_scenario(&sc);
+}
+
+/* The gateway, acknowledging: the debounce holds every answer past the
+ * budget (users pause longer than it, so each message is still its own
+ * turn), so a kill lands while the request waits for its budget, after the
+ * acknowledgement while the answer is being made, or at the offer. */
+static void test_kill_gateway_later(void **state)
+{
+    (void)state;
+    static const scenario_t sc = {
+        .name = "kill_gateway_later", .targets = KILL_GATEWAY, .budget_ms = 50,
+        .debounce_ms = 150, .think_min_ms = 400, .think_max_ms = 2000, .pause_min_ms = 600,
+        .pause_max_ms = 1400, .near_lo_us = 0, .near_hi_us = 170000, .window_ms = 300,
+    };
+    s_scenario(&sc);
+}
+
+/* Session actors: killed while persisting, answering, offering, or waiting
+ * for the verdict; restarted, they resume from the store. */
+static void test_kill_sessions(void **state)
+{
+    (void)state;
+    static const scenario_t sc = {
+        .name = "kill_sessions", .targets = KILL_SESSION, .budget_ms = 1000,
+        .think_min_ms = 0, .think_max_ms = 2000, .pause_min_ms = 20, .pause_max_ms = 300,
+        .near_lo_us = 0, .near_hi_us = 1500, .window_ms = 40,
+    };
+    s_scenario(&sc);
+}
+
+/* The sender: every reply goes through it (the debounce holds each answer
+ * past the budget; users pause longer than it, so each message is still
+ * its own turn), and the fake answers each POST 30 ms after recording it,
+ * so kills land between "Twilio has it" and "the sender knows". */
+static void test_kill_sender(void **state)
+{
+    (void)state;
+    static const scenario_t sc = {
+        .name = "kill_sender", .targets = KILL_SENDER, .budget_ms = 50, .debounce_ms = 150,
+        .fake_delay_ms = 30, .think_min_ms = 400, .think_max_ms = 2000, .pause_min_ms = 0,
+        .pause_max_ms = 400, .near_lo_us = 150000, .near_hi_us = 190000, .window_ms = 300,
+    };
+    s_scenario(&sc);
+}
+
+/* All three, with debounce off and a short budget: replies go inline or,
+ * after a kill, through the sender, which is killed too. */
+static void test_kill_all(void **state)
+{
+    (void)state;
+    static const scenario_t sc = {
+        .name = "kill_all", .targets = KILL_GATEWAY | KILL_SESSION | KILL_SENDER,
+        .budget_ms = 50, .fake_delay_ms = 30, .think_min_ms = 0, .think_max_ms = 2000,
+        .pause_min_ms = 50, .pause_max_ms = 600, .near_lo_us = 0, .near_hi_us = 1500,
+        .window_ms = 200,
+    };
+    s_scenario(&sc);
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kill_gateway),
+        cmocka_unit_test(test_kill_gateway_later),
+        cmocka_unit_test(test_kill_sessions),
+        cmocka_unit_test(test_kill_sender),
+        cmocka_unit_test(test_kill_all),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
