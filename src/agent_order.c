@@ -161,7 +161,8 @@ static bool s_part_product(ag_turn_t *t, const ag_part_t *part, int qty, ag_prod
     }
     if (part->ref == NLU_REF_INDEX && t->st.n_shown)
         ag_text_printf(&t->out, "I only showed %d item%s \u2014 which one do you mean? Reply "
-                                "e.g. \u201c#1\u201d.", t->st.n_shown, t->st.n_shown == 1 ? "" : "s");
+                                "e.g. \u201c#1\u201d.",
+                       t->st.n_shown, t->st.n_shown == 1 ? "" : "s");
     else if (part->ref != NLU_REF_NONE && part->ref != NLU_REF_DESCRIBED)
         ag_text_add(&t->out, "Which product do you mean? Tell me what you're looking for, "
                              "e.g. \u201cred lipstick\u201d.");

@@ -56,7 +56,8 @@ static void s_products_of(const ag_hit_t *hits, int n, ag_product_t *out)
 
 static int s_by_price(const void *a, const void *b)
 {
-    int64_t x = ((const ag_product_t *) a)->price_cents, y = ((const ag_product_t *) b)->price_cents;
+    int64_t x = ((const ag_product_t *) a)->price_cents;
+    int64_t y = ((const ag_product_t *) b)->price_cents;
     return x < y ? -1 : x > y;
 }
 
@@ -219,7 +220,8 @@ void ag_do_refine(ag_turn_t *t)
     if (!query[0] && st->has_focus)
         query = st->focus.name;
     if (!query[0]) {
-        ag_text_add(&t->out, "Sure \u2014 what are you looking for? e.g. \u201cwatches under 100\u201d.");
+        ag_text_add(&t->out, "Sure \u2014 what are you looking for? e.g. \u201cwatches under "
+                             "100\u201d.");
         return;
     }
     bool cheaper = t->rd.slots.refine == NLU_REFINE_CHEAPER;

@@ -186,6 +186,9 @@ int harness_start(harness_t *h, const char *const *env)
         setenv("SOUK_PUBLIC_URL", HARNESS_PUBLIC_URL, 1);
         setenv("TWILIO_AUTH_TOKEN", HARNESS_TOKEN, 1);
         unsetenv("TWILIO_ACCOUNT_SID");
+        /* the channel's tests are about delivery: the echo answer; shop
+         * conversations pass SOUK_AGENT=builtin */
+        setenv("SOUK_AGENT", "echo", 1);
         for (const char *const *e = env; e && *e; e++) {
             char *kv = strdup(*e);
             char *eq = strchr(kv, '=');

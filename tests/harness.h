@@ -34,7 +34,8 @@ typedef struct {
     char *message;         /* text of the first TwiML <Message>, unescaped, or NULL */
 } harness_reply_t;
 
-/* Starts souk serve with the harness's variables plus `env` ("K=V",
+/* Starts souk serve with the harness's variables (SOUK_AGENT=echo among
+ * them) plus `env` ("K=V",
  * NULL-terminated; may be NULL), waits for /readyz = 200 (up to 20 s).
  * Returns 0, or -1 with the server's log tail on stderr. */
 int harness_start(harness_t *h, const char *const *env);

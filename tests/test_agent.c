@@ -1065,7 +1065,8 @@ static void test_agent_path(void **state)
     assert_int_equal(agent_path("how long does shipping take?", NULL), AGENT_PATH_SYNC);
     assert_int_equal(agent_path("YES", NULL), AGENT_PATH_SYNC);
     assert_int_equal(agent_path("cancel order SK-7K3Q9", NULL), AGENT_PATH_ASYNC);
-    assert_int_equal(agent_path("my parcel arrived broken, order SK-7K3Q9", NULL), AGENT_PATH_ASYNC);
+    assert_int_equal(agent_path("my parcel arrived broken, order SK-7K3Q9", NULL),
+                     AGENT_PATH_ASYNC);
     assert_int_equal(agent_path("talk to a human", NULL), AGENT_PATH_ASYNC);
     assert_int_equal(agent_path(NULL, NULL), AGENT_PATH_SYNC);
     assert_int_equal(agent_path("yes", "{not json"), AGENT_PATH_SYNC);

@@ -580,6 +580,26 @@ static void s_print_log_lines(const run_t *run, const char *sid, int max)
     fclose(f);
 }
 
+/* The known ways a reply is lost or doubled when the gateway dies between
+ * its two steps of an inline answer (see docs/ARCHITECTURE.md, "The life
+ * of a message", step 7), recognised from what the client saw and the
+ * outbox row's state; NULL for anything else. */
+static const char *s_diagnosis(const msg_rec_t *m, store_outbox_state_t state)
+{
+    if (m->inline_hits && m->rest_hits && state >= STORE_OUTBOX_SENT)
+        return "the client got the inline TwiML, yet the row went to the sender: the session "
+               "never received the inline verdict (the gateway died with it still in its ZMQ "
+               "queue, after writing the TwiML) and re-offered to the next gateway, which "
+               "did not know the request and said REST";
+    if (!m->inline_hits && !m->rest_hits && state == STORE_OUTBOX_INLINE && m->deliveries > 1)
+        return "the session recorded the inline verdict but the TwiML never reached the "
+               "client (the gateway died between the two); the delivery made again was "
+               "then treated as a duplicate of an answered message, so no reply carries it";
+    if (m->rest_hits > 1)
+        return "sent more than once through Twilio";
+    return NULL;
+}
+
 /* Everything known about one message that went wrong. */
 static void s_explain(const run_t *run, store_t *st, const msg_rec_t *m, const char *what)
 {
@@ -596,11 +616,14 @@ static void s_explain(const run_t *run, store_t *st, const msg_rec_t *m, const c
     char key[48];
     snprintf(key, sizeof key, "r:%s", in.turn_sid ? in.turn_sid : m->sid);
     store_inbound_clear(&in);
-    store_outbox_t o = { 0 };
+    store_outbox_t o = { .state = (store_outbox_state_t)-1 };
     if (st && store_outbox_get(st, key, &o) == SOUK_OK)
         fprintf(stderr, "    outbox %s: state=%s attempts=%d twilio_sid=%s error=%d %s\n", key,
                 store_outbox_state_name(o.state), o.attempts, o.twilio_sid ? o.twilio_sid : "-",
                 o.error_code, o.error_reason ? o.error_reason : "");
+    const char *why = s_diagnosis(m, o.state);
+    if (why)
+        fprintf(stderr, "    likely: %s\n", why);
     store_outbox_clear(&o);
     s_print_log_lines(run, m->sid, 40);
 }
@@ -689,7 +712,8 @@ static void s_run(run_t *run)
     snprintf(budget, sizeof budget, "SOUK_REPLY_BUDGET_MS=%d", sc->budget_ms);
     snprintf(debounce, sizeof debounce, "SOUK_DEBOUNCE_MS=%d", sc->debounce_ms);
     const char *const env[] = {
-        debounce, budget, "SOUK_HEARTBEAT_MS=100",
+        /* the echo answer carries the tokens replies are matched by */
+        "SOUK_AGENT=echo", debounce, budget, "SOUK_HEARTBEAT_MS=100",
         /* the restart policy is not under test here: kills must not end
          * souk (intensity) nor quarantine the users (crash budget) */
         "SOUK_RESTART_MAX=1000", "SOUK_RESTART_WINDOW_S=1", "SOUK_QUARANTINE_CRASHES=1000",

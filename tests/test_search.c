@@ -585,6 +585,15 @@ static void test_bad_arguments(void **state)
     assert_int_equal(vindex_writer_add(w, &item, vec), SOUK_EINVAL);
     vindex_writer_abort(&w);
     assert_int_equal(access(path, F_OK), -1);
+    /* a build that cannot write says why and leaves nothing behind */
+    embedder_t *le;
+    char err[512] = "";
+    assert_int_equal(embed_new("local", &le, NULL, 0), SOUK_OK);
+    assert_int_equal(search_build("/nonexistent-dir/x.vindex", le, each_row, &s_small_cat, NULL,
+                                  err, sizeof err),
+                     SOUK_EIO);
+    assert_non_null(strstr(err, "/nonexistent-dir/x.vindex"));
+    embed_destroy(&le);
 }
 
 /* The widest vectors, all components equal: the int8 x int16 sums must not

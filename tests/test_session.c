@@ -87,6 +87,7 @@ static int s_setup(void **state)
     setenv("SOUK_DATA", fx->dir, 1);
     setenv("TWILIO_AUTH_TOKEN", "0123456789abcdef0123456789abcdef", 1);
     setenv("SOUK_TOOLS", "2", 1);
+    setenv("SOUK_AGENT", "echo", 1); /* the session's mechanics, not the shop's answers */
     setenv("SOUK_HEARTBEAT_MS", "100", 1);
     setenv("SOUK_REPLY_BUDGET_MS", "3000", 1);
     setenv("SOUK_DEBOUNCE_MS", "0", 1);

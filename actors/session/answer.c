@@ -1,88 +1,73 @@
-/* What the session says. For now a short help text that proves the whole
- * path: it greets the user by profile name, echoes what it understood of
- * the turn's messages, and says what the shop can do. The shop agent
- * replaces this one function. */
+/* What the session says: the built-in agent's reply (souk/agent.h), with
+ * the user's dialog state loaded from the store before the turn and saved
+ * after it — before the reply goes to the outbox, so a crash in between
+ * re-runs the turn from the state it started from (the agent recognises its
+ * own turn id) with the same tool keys: nothing is ordered twice. */
 #include "session.h"
+#include "souk/agent.h"
+#include "souk/error.h"
+#include "souk/log.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The echo stays well inside one WhatsApp message (1,600 characters). */
-#define ECHO_MAX_BYTES 400
-#define NAME_MAX_BYTES 60
-#define HELP_TEXT                                                            \
-    "I can help you find products, place an order, check an order's status " \
-    "or open a support ticket."
-
-/* Length of the longest prefix of s (len bytes) that is at most max bytes
- * and does not cut a UTF-8 sequence. */
-static size_t s_utf8_prefix(const char *s, size_t len, size_t max)
+/* The agent's tool callback: the tool actor pool, as this session's user. */
+static int s_call_tool(void *arg, const char *tool, const char *args_json, const char *idem_key,
+                       char **result_json, char **error)
 {
-    if (len <= max)
-        return len;
-    size_t n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    return n;
+    return session_tool_call(arg, tool, args_json, idem_key, result_json, error);
 }
 
-/* Writes the message trimmed of surrounding white space, or a note for an
- * attachment without text, after " / " when it is not the first; returns
- * whether anything was written. */
-static bool s_echo_one(FILE *f, const session_msg_t *m, bool first)
+char *session_turn_text(const session_msg_t *msgs, size_t n)
 {
-    const char *b = m->body;
-    while (isspace((unsigned char)*b))
-        b++;
-    size_t n = strlen(b);
-    while (n && isspace((unsigned char)b[n - 1]))
-        n--;
-    if (!n && !m->num_media)
-        return false;
-    if (!first)
-        fputs(" / ", f);
-    if (n)
-        fwrite(b, 1, n, f);
-    else
-        fprintf(f, "[%llu attachment%s]", (unsigned long long)m->num_media,
-                m->num_media == 1 ? "" : "s");
-    return true;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        if (!msgs[i].body || !*msgs[i].body)
+            continue;
+        fprintf(f, "%s%s", first ? "" : "\n", msgs[i].body);
+        first = false;
+    }
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }
 
 char *session_answer(const session_turn_t *turn)
 {
-    char *echo = NULL, *out = NULL;
-    size_t echo_len = 0, out_len = 0;
-    FILE *f = open_memstream(&echo, &echo_len);
-    if (!f)
-        return NULL;
-    bool first = true;
-    for (size_t i = 0; i < turn->n; i++)
-        if (s_echo_one(f, &turn->msgs[i], first))
-            first = false;
-    if (fclose(f) != 0) {
-        free(echo);
-        return NULL;
+    if (strcmp(turn->session->cfg->agent, "echo") == 0)
+        return session_answer_echo(turn);
+    char *text = session_turn_text(turn->msgs, turn->n), *state = NULL, *reply = NULL;
+    int rc = text ? store_user_state_get(turn->store, turn->waid, &state) : SOUK_ENOMEM;
+    if (rc != SOUK_OK && rc != SOUK_ENOTFOUND) {
+        free(text);
+        return NULL;        /* the session fails and runs the turn again */
     }
-
-    f = open_memstream(&out, &out_len);
-    if (f) {
-        const char *name = turn->profile_name && *turn->profile_name ? turn->profile_name : NULL;
-        if (name)
-            fprintf(f, "Hi %.*s! ", (int)s_utf8_prefix(name, strlen(name), NAME_MAX_BYTES), name);
-        else
-            fputs("Hi! ", f);
-        size_t n = s_utf8_prefix(echo, echo_len, ECHO_MAX_BYTES);
-        if (n)
-            fprintf(f, "You said: \u201c%.*s%s\u201d. ", (int)n, echo, n < echo_len ? "\u2026" : "");
-        fputs(HELP_TEXT, f);
-        if (fclose(f) != 0) {
-            free(out);
-            out = NULL;
-        }
+    agent_t *agent = agent_new(&(agent_options_t) { .shop_name = turn->session->cfg->shop_name });
+    agent_input_t in = {
+        .waid = turn->waid, .profile_name = turn->profile_name, .text = text,
+        .turn_id = turn->turn_sid, .state_json = state, .call_tool = s_call_tool,
+        .tool_arg = turn->session, .now_ms = souk_wall_ms(),
+    };
+    agent_output_t out = { 0 };
+    if (agent && agent_turn(agent, &in, &out) == SOUK_OK
+        && store_user_state_put(turn->store, turn->waid, out.state_json, souk_wall_ms())
+               == SOUK_OK) {
+        SLOG_INFO("session.agent", "action=%s changed=%d tools=%d", out.action, out.changed,
+                  out.tool_calls);
+        reply = out.reply;
+        out.reply = NULL;
     }
-    free(echo);
-    return out;
+    agent_output_clear(&out);
+    agent_destroy(&agent);
+    free(state);
+    free(text);
+    return reply;
 }

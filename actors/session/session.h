@@ -169,10 +169,18 @@ typedef struct {
     const session_msg_t *msgs;
     size_t n;
     store_t *store;              /* for an answer that reads history or stock */
+    const char *turn_sid;        /* the MessageSid that carries the answer */
+    session_t *session;          /* for tool calls (session_tool_call) */
 } session_turn_t;
+
+/* The turn's messages as one text, one line each (empty ones left out).
+ * Caller frees; NULL when out of memory. */
+char *session_turn_text(const session_msg_t *msgs, size_t n);
 
 /* The reply to a turn. Returns a malloc'd UTF-8 text the caller frees, ""
  * for "say nothing", or NULL when out of memory. */
 char *session_answer(const session_turn_t *turn);
+/* answer_echo.c: the help text that echoes the turn (SOUK_AGENT=echo). */
+char *session_answer_echo(const session_turn_t *turn);
 
 #endif

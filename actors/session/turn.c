@@ -15,6 +15,7 @@
  * stay "received" in the store until step 4, so a turn cut short by a crash
  * is found again whole, with the same last message and the same key. */
 #include "session.h"
+#include "souk/agent.h"
 
 #include "souk/error.h"
 #include "souk/log.h"
@@ -150,7 +151,8 @@ static int s_compute(session_t *self, const session_msg_t *msgs, size_t n, char 
     if (rc == SOUK_OK && !opted_out) {
         session_turn_t turn = {
             .waid = self->waid, .profile_name = user.profile_name, .msgs = plain,
-            .n = nplain, .store = self->store,
+            .n = nplain, .store = self->store, .turn_sid = msgs[n - 1].msg_sid,
+            .session = self,
         };
         *body = opted_in ? strdup(OPT_IN_TEXT) : session_answer(&turn);
         if (!*body)
@@ -195,6 +197,25 @@ static int s_finish(session_t *self, const char *msg_sid, store_inbound_state_t 
     return rc == SOUK_ECONFLICT ? SOUK_OK : rc; /* finished before a crash */
 }
 
+/* A turn that will place or cancel an order or open a ticket is
+ * acknowledged at once (DEFER: the gateway answers the webhook with the
+ * acknowledgement); its answer then goes through the outbox and the sender.
+ * Decided from the text and the dialog state alone, before the agent runs. */
+static void s_defer_if_async(session_t *self, const session_msg_t *msgs, size_t n,
+                             const char *turn_sid)
+{
+    char *text = session_turn_text(msgs, n), *state = NULL;
+    int rc = text ? store_user_state_get(self->store, self->waid, &state) : SOUK_ENOMEM;
+    if ((rc == SOUK_OK || rc == SOUK_ENOTFOUND) && agent_path(text, state) == AGENT_PATH_ASYNC) {
+        souk_msg_t m = { .type = SOUK_MSG_DEFER };
+        m.defer.msg_sid = (char *)turn_sid;
+        m.defer.text = (char *)agent_ack(text, state);
+        session_send_gateway(self, &m);
+    }
+    free(state);
+    free(text);
+}
+
 /* Answers one turn (msgs in arrival order); see the top of the file. */
 static int s_answer(session_t *self, const session_msg_t *msgs, size_t n)
 {
@@ -212,6 +233,7 @@ static int s_answer(session_t *self, const session_msg_t *msgs, size_t n)
     /* an answer stored before a crash is the answer; it is not made twice */
     int rc = store_outbox_get(self->store, key, &row);
     if (rc == SOUK_ENOTFOUND) {
+        s_defer_if_async(self, msgs, n, turn_sid);
         rc = s_compute(self, msgs, n, &body);
         if (rc == SOUK_OK && body)
             rc = s_store_reply(self, key, body, &row);

@@ -41,12 +41,15 @@
     V(SOUK_STORE, enum, store, "sqlite", 0, 0, "Store backend: sqlite or dynamodb") \
     V(SOUK_LOG_FORMAT, enum, log_format, "logfmt", 0, 0, "Log format: logfmt or json") \
     V(SOUK_LOG_LEVEL, enum, log_level, "info", 0, 0, "Log level: debug, info, warn or error") \
+    V(SOUK_AGENT, enum, agent, "builtin", 0, 0, "Who answers: builtin (the shop assistant) or echo (a help text echoing the message: checks the channel without the shop)") \
+    V(SOUK_SHOP_NAME, str, shop_name, "Souk Demo Shop", 0, 0, "The shop's name, as the assistant says it") \
     V(SOUK_MERCHANT_WHATSAPP, str, merchant_whatsapp, "", 0, 0, "Merchant's WhatsApp number for new-order and ticket notifications") \
     V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs")
 
 /* Choices of the enum variables, checked at load. */
 #define SOUK_CONFIG_CHOICES(C)                                               \
     C(store, "sqlite|dynamodb")                                              \
+    C(agent, "builtin|echo")                                              \
     C(log_format, "logfmt|json")                                             \
     C(log_level, "debug|info|warn|error")
 

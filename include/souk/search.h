@@ -7,7 +7,14 @@
  *     "cheaper than 10 euros", "max 100") become a maximum-price filter and
  *     leave the text that is embedded;
  *   - a brand named in the query boosts that brand's products, and the
- *     words of a category ("shoes" for mens-shoes) boost that category.
+ *     words of a category ("shoes" for mens-shoes) boost that category, as
+ *     does a category whose products' mean vector is close to the query;
+ *   - a word no product has is corrected to the nearest catalogue word
+ *     ("mascra" -> mascara) before embedding;
+ *   - products holding the query's word stems in any text (name,
+ *     description, tags, free attributes) get up to 0.2 added, by the
+ *     IDF-weighted share of the stems they hold: an exact word counts
+ *     whatever the hashing did with it.
  * Answers come from the index file alone (SKU, name, price, currency,
  * category, brand, stock flag): a search makes no store round trip.
  *

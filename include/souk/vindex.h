@@ -4,8 +4,9 @@
  * each vector is quantized to int8 with its own scale, and beside it the
  * file keeps what filters and answers need without the store: price, stock
  * flag, category and brand ids, and SKU, name and currency in a string
- * table, plus a SKU lookup table and the embedder's identity and learnt
- * state. The file is written to a temporary name, fsync'd and renamed over
+ * table, plus a SKU lookup table, each category's mean vector, the
+ * catalogue's words (for spelling) and which products hold each word stem
+ * (for exact matching), and the embedder's identity and learnt state. The file is written to a temporary name, fsync'd and renamed over
  * the old one, so a reader sees either the old index or the new one whole.
  *
  * Readers (tool actors, the CLI) map the file read-only: the pages are
