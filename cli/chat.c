@@ -7,13 +7,13 @@
  * as "outbound" events and are printed as they come. At end of input it waits
  * for answers still owed (up to --wait-ms). */
 #include "cli.h"
+#include "souk/curl.h"
 #include "souk/endpoints.h"
 #include "souk/error.h"
 #include "souk/proto.h"
 #include "souk/twilio.h"
 
 #include <czmq.h>
-#include <curl/curl.h>
 #include <jansson.h>
 #include <poll.h>
 #include <stdio.h>
@@ -275,6 +275,10 @@ int cli_chat(souk_config_t *cfg, int argc, char **argv)
     snprintf(self.waid, sizeof self.waid, "%s", digits);
     snprintf(self.wa_from, sizeof self.wa_from, "whatsapp:+%s", digits);
     char err[256];
+    if (souk_curl_load(err, sizeof err) != SOUK_OK) {
+        fprintf(stderr, "souk chat: cannot load libcurl: %s\n", err);
+        return 1;
+    }
     if (souk_config_prepare_data(cfg, err, sizeof err) != SOUK_OK) {
         fprintf(stderr, "souk chat: %s\n", err);
         return SOUK_EXIT_CONFIG;

@@ -159,7 +159,7 @@ void harness_reply_clear(harness_reply_t *r)
     memset(r, 0, sizeof *r);
 }
 
-int harness_start(harness_t *h, const char *const *env)
+int harness_prepare(harness_t *h)
 {
     memset(h, 0, sizeof *h);
     snprintf(h->data, sizeof h->data, "/tmp/sk-XXXXXX");
@@ -167,6 +167,18 @@ int harness_start(harness_t *h, const char *const *env)
         return -1;
     snprintf(h->run, sizeof h->run, "%s/run", h->data);
     snprintf(h->log_path, sizeof h->log_path, "%s/serve.log", h->data);
+    return 0;
+}
+
+int harness_start(harness_t *h, const char *const *env)
+{
+    if (harness_prepare(h) != 0)
+        return -1;
+    return harness_start_prepared(h, env);
+}
+
+int harness_start_prepared(harness_t *h, const char *const *env)
+{
     h->port = s_free_port();
     char port[16];
     snprintf(port, sizeof port, "%d", h->port);
@@ -395,4 +407,74 @@ pid_t harness_actor_pid(harness_t *h, const char *name)
     }
     json_decref(doc);
     return pid;
+}
+
+int harness_cli(harness_t *h, const char *args, char **out)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "SOUK_DATA=%s %s %s 2>>%s/cli.log", h->data, harness_bin(), args,
+             h->data);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    buf_t b = { 0 };
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, p)) > 0)
+        if (s_collect(chunk, 1, n, &b) != n)
+            break;
+    int status = pclose(p);
+    if (out)
+        *out = b.data ? b.data : strdup("");
+    else
+        free(b.data);
+    return status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+json_t *harness_cli_json(harness_t *h, const char *args)
+{
+    char *text = NULL;
+    json_t *doc = NULL;
+    if (harness_cli(h, args, &text) == 0)
+        doc = json_loads(text, 0, NULL);
+    free(text);
+    return doc;
+}
+
+int harness_events_join(harness_t *h, int timeout_ms)
+{
+    char ep[256], mon_ep[64];
+    souk_endpoint(ep, sizeof ep, h->run, SOUK_EP_EVENTS, 0);
+    static int joins; /* one monitor endpoint name per join */
+    snprintf(mon_ep, sizeof mon_ep, "inproc://harness-events-%d-%d", (int)getpid(), ++joins);
+    zsock_t *sub = zsock_new(ZMQ_SUB);
+    if (!sub)
+        return -1;
+    zsock_set_subscribe(sub, "");
+    zsock_t *mon = NULL;
+    int rc = zmq_socket_monitor(zsock_resolve(sub), mon_ep, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    if (rc == 0)
+        mon = zsock_new_pair(mon_ep);
+    if (mon && zsock_connect(sub, "%s", ep) == 0) {
+        /* the monitor's message: [event u16, value u32][endpoint] */
+        zsock_set_rcvtimeo(mon, timeout_ms);
+        zmsg_t *msg = zmsg_recv(mon);
+        zframe_t *f = msg ? zmsg_first(msg) : NULL;
+        uint16_t event = 0;
+        if (f && zframe_size(f) >= 2)
+            memcpy(&event, zframe_data(f), sizeof event);
+        zmsg_destroy(&msg);
+        rc = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED ? 0 : -1;
+    } else {
+        rc = -1;
+    }
+    zmq_socket_monitor(zsock_resolve(sub), NULL, 0);
+    zsock_destroy(&mon);
+    if (rc == 0) {
+        zsock_destroy(&h->events);
+        h->events = sub;
+    } else {
+        zsock_destroy(&sub);
+    }
+    return rc;
 }

@@ -40,6 +40,13 @@ typedef struct {
  * Returns 0, or -1 with the server's log tail on stderr. */
 int harness_start(harness_t *h, const char *const *env);
 
+/* Makes h's fresh data folder (h->data, run, log_path) without starting
+ * anything, so a test can prepare it (`souk import`, harness_cli) first.
+ * Returns 0, or -1. */
+int harness_prepare(harness_t *h);
+/* harness_start on the folder harness_prepare made (h->data kept). */
+int harness_start_prepared(harness_t *h, const char *const *env);
+
 /* SIGTERM, waits (up to 20 s, then SIGKILL); records the exit status,
  * removes the data folder unless keep is set. Returns the exit code, or
  * -1 if it had to be killed. */
@@ -64,6 +71,14 @@ int harness_sign(const char *path, const char *form_body, char out[64]);
 
 void harness_reply_clear(harness_reply_t *r);
 
+/* Makes sure h->events is joined to the events stream. harness_start
+ * connects before souk has bound it and ZeroMQ retries only after its
+ * reconnect interval, so the events of the first moment after /readyz can
+ * be missed; this connects a fresh subscriber now that the endpoint exists,
+ * waits for its handshake (up to timeout_ms) and puts it in h->events.
+ * Returns 0, or -1 (h->events left as it was). */
+int harness_events_join(harness_t *h, int timeout_ms);
+
 /* Waits for an event of `kind` (and, when not NULL, whose name starts with
  * name_prefix) for up to timeout_ms. Returns 0 with *out filled (caller
  * clears), or -1 on time-out. */
@@ -78,6 +93,15 @@ int harness_wait_outbound(harness_t *h, const char *waid, int timeout_ms, char *
 json_t *harness_status(harness_t *h);
 /* pid of the actor named `name` from status, or 0. */
 pid_t harness_actor_pid(harness_t *h, const char *name);
+
+/* Runs `souk ARGS` (ARGS as a shell would split them) with SOUK_DATA =
+ * h->data; its stderr is appended to <data>/cli.log. Returns the exit code
+ * (-1 when it did not run) and, when out is not NULL, its stdout in *out
+ * (caller frees). Works with or without a running souk serve. */
+int harness_cli(harness_t *h, const char *args, char **out);
+/* The stdout of a successful `souk ARGS` parsed as JSON (`orders --json`,
+ * `tickets --json`, `products --json`); NULL on failure. Caller decrefs. */
+json_t *harness_cli_json(harness_t *h, const char *args);
 
 /* Path of the souk binary under test (SOUK_BIN). */
 const char *harness_bin(void);

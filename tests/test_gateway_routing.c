@@ -181,6 +181,11 @@ static void test_budget_edge(void **state)
             if (!timer_first)
                 gw_routing_expire(r, t);
             assert_int_equal(w.nverdicts, 1);
+            if (w.verdicts[0].inline_) {
+                /* nothing is written before the session confirms */
+                assert_int_equal(w.nanswers, 0);
+                gw_routing_inline_ack(r, "100", "SM1", true, t + 1);
+            }
             assert_int_equal(w.nanswers, 1);
             bool inline_answer = strstr(w.answers[0].body, "THE-REPLY") != NULL;
             assert_int_equal(w.verdicts[0].inline_, inline_answer);
@@ -194,6 +199,37 @@ static void test_budget_edge(void **state)
             gw_routing_destroy(&r);
         }
     }
+}
+
+/* An inline answer waits for INLINE_ACK; without it (the session died)
+ * it is written when the confirmation wait runs out, once; a refusal
+ * (the reply already goes by REST) answers empty. */
+static void test_inline_confirmation(void **state)
+{
+    (void)state;
+    world_t w;
+    gw_routing_t *r = s_routing(&w, 100);
+    snprintf(w.connected[w.nconnected++], 32, "100");
+    assert_int_equal(s_inbound(r, "SM1", "100", 7, 0), GW_ROUTED);
+    gw_routing_accepted(r, "100", "SM1", false, 1);
+    gw_routing_offer(r, "100", "SM1", "r:SM1", "THE-REPLY", 10);
+    assert_int_equal(w.nanswers, 0);
+    gw_routing_expire(r, 10 + GW_CONFIRM_WAIT_MS - 1);
+    assert_int_equal(w.nanswers, 0);
+    gw_routing_expire(r, 10 + GW_CONFIRM_WAIT_MS);
+    assert_int_equal(w.nanswers, 1);
+    assert_non_null(strstr(w.answers[0].body, "THE-REPLY"));
+    gw_routing_inline_ack(r, "100", "SM1", true, 10 + GW_CONFIRM_WAIT_MS + 1);
+    assert_int_equal(w.nanswers, 1);
+
+    assert_int_equal(s_inbound(r, "SM2", "100", 8, 20), GW_ROUTED);
+    gw_routing_accepted(r, "100", "SM2", false, 21);
+    gw_routing_offer(r, "100", "SM2", "r:SM2", "BY-REST", 22);
+    gw_routing_inline_ack(r, "100", "SM2", false, 23);
+    assert_int_equal(w.nanswers, 2);
+    assert_null(strstr(w.answers[1].body, "BY-REST"));
+    assert_int_equal(gw_routing_pending(r), 0);
+    gw_routing_destroy(&r);
 }
 
 static void test_hold_spawn_retry_and_order(void **state)
@@ -305,6 +341,7 @@ static void test_forget_idle_users(void **state)
     assert_int_equal(w.idle_ok, 0); /* SM1 in flight */
     gw_routing_accepted(r, "500", "SM1", false, 50);
     gw_routing_offer(r, "500", "SM1", "r:SM1", "x", 60);
+    gw_routing_inline_ack(r, "500", "SM1", true, 65);
     gw_routing_idle(r, "500", "500", 70);
     assert_int_equal(w.idle_ok, 1);
     gw_routing_session_exit(r, "500", false, false, 80);
@@ -321,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_recent_basics),
         cmocka_unit_test(test_recent_eviction),
         cmocka_unit_test(test_budget_edge),
+        cmocka_unit_test(test_inline_confirmation),
         cmocka_unit_test(test_hold_spawn_retry_and_order),
         cmocka_unit_test(test_busy_retry),
         cmocka_unit_test(test_refused_spawn),

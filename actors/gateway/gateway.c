@@ -106,6 +106,9 @@ static void s_on_session(gw_t *gw, const char *peer, souk_msg_t *m)
         gw_routing_offer(gw->routing, peer, m->reply_offer.msg_sid, m->reply_offer.outbox_key,
                          m->reply_offer.body, now);
         break;
+    case SOUK_MSG_INLINE_ACK:
+        gw_routing_inline_ack(gw->routing, peer, m->inline_ack.msg_sid, m->inline_ack.ok, now);
+        break;
     case SOUK_MSG_DEFER:
         gw_routing_defer(gw->routing, peer, m->defer.msg_sid, m->defer.text, now);
         break;

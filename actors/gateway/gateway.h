@@ -32,6 +32,7 @@
 #define GW_SPAWN_RETRY_MAX_MS 30000    /* ... doubling up to this */
 #define GW_TICK_MS 250                 /* housekeeping: spawn retries, sweeps */
 #define GW_USER_FORGET_MS 30000        /* a down, empty user record is dropped after */
+#define GW_CONFIRM_WAIT_MS 2000        /* an inline answer waits this long for INLINE_ACK */
 #define GW_SID_MAX 64                  /* MessageSid: 1..64 letters and digits */
 #define GW_REQUEST_ID_LEN 32           /* "<8 hex>-<hex counter>" and its NUL */
 
@@ -129,6 +130,11 @@ void gw_routing_merged(gw_routing_t *self, const char *peer, const char *msg_sid
                        int64_t now_ms);
 void gw_routing_offer(gw_routing_t *self, const char *peer, const char *msg_sid,
                       const char *outbox_key, const char *body, int64_t now_ms);
+/* INLINE_ACK: the session recorded the inline verdict (ok) and the
+ * proposed answer may be written now; or (!ok) its reply already goes out
+ * through the sender, and the request is answered empty. */
+void gw_routing_inline_ack(gw_routing_t *self, const char *peer, const char *msg_sid, bool ok,
+                           int64_t now_ms);
 /* The session takes the slow path for msg_sid (a change to an order, a
  * ticket, a voice note): answer the request now with `text` as the
  * acknowledgement; the reply, when offered, goes out through the sender. */

@@ -92,6 +92,7 @@ struct gw_request {
     void *http;
     int64_t deadline_ms;
     bool accepted;         /* a session persisted its message */
+    char *proposed;        /* the inline answer (TwiML) awaiting INLINE_ACK; in proposals */
 };
 
 struct gw_routing {
@@ -103,6 +104,7 @@ struct gw_routing {
     gw_recent_t *seen;     /* MessageSids routed recently */
     gw_recent_t *verdicts; /* msg_sid → VERDICT_* */
     link_t deadlines;      /* pending requests, oldest first */
+    link_t proposals;      /* requests whose inline answer awaits INLINE_ACK, oldest first */
     link_t waiting;        /* users with held messages */
     link_t down;           /* DOWN users, longest down first */
     size_t npending, nmsgs;
@@ -257,6 +259,7 @@ static void s_request_forget(gw_routing_t *self, gw_request_t *r, int verdict)
     list_remove(&r->deadline_link);
     r->user->nrequests--;
     self->npending--;
+    free(r->proposed);
     free(r);
 }
 
@@ -282,6 +285,18 @@ static void s_request_close(gw_routing_t *self, gw_request_t *r, const char *twi
     souk_log_request(NULL);
     s_answer_twiml(self, r->http, twiml, carries);
     s_request_forget(self, r, VERDICT_REST);
+}
+
+/* Writes a proposed inline answer: confirmed by INLINE_ACK, or unconfirmed
+ * when the session went quiet (it may have recorded the verdict; a
+ * re-offer gets the remembered inline verdict, so it is written once). */
+static void s_proposal_write(gw_routing_t *self, gw_request_t *r, const char *why)
+{
+    souk_log_request(r->request_id);
+    SLOG_INFO("gateway.answered", "sid=%s waid=%s how=%s", r->sid, r->user->masked, why);
+    souk_log_request(NULL);
+    s_answer_twiml(self, r->http, r->proposed, "inline");
+    s_request_forget(self, r, VERDICT_INLINE);
 }
 
 /* The budget ran out, or the drain deadline came. */
@@ -312,6 +327,7 @@ gw_routing_t *gw_routing_new(const gw_routing_ops_t *ops, void *arg, int64_t bud
     self->budget_ms = budget_ms;
     self->quarantine_ms = quarantine_ms;
     list_init(&self->deadlines);
+    list_init(&self->proposals);
     list_init(&self->waiting);
     list_init(&self->down);
     self->users = zhashx_new();
@@ -336,11 +352,14 @@ void gw_routing_destroy(gw_routing_t **self_p)
     if (!self_p || !*self_p)
         return;
     gw_routing_t *self = *self_p;
-    while (!list_empty(&self->deadlines)) {
-        gw_request_t *r = CONTAINER(self->deadlines.next, gw_request_t, deadline_link);
-        list_remove(&r->deadline_link);
-        free(r);
-    }
+    link_t *lists[] = { &self->deadlines, &self->proposals };
+    for (size_t i = 0; i < 2; i++)
+        while (!list_empty(lists[i])) {
+            gw_request_t *r = CONTAINER(lists[i]->next, gw_request_t, deadline_link);
+            list_remove(&r->deadline_link);
+            free(r->proposed);
+            free(r);
+        }
     zhashx_destroy(&self->requests);
     zhashx_destroy(&self->users);
     gw_recent_destroy(&self->seen);
@@ -543,8 +562,12 @@ void gw_routing_offer(gw_routing_t *self, const char *peer, const char *msg_sid,
         if (!r)
             gw_recent_put(self->verdicts, msg_sid, VERDICT_REST);
     }
-    /* the verdict goes first: if we die before the TwiML is written,
-     * Twilio saw no answer and the session has not sent one either */
+    /* An inline answer is written only once the session has recorded the
+     * inline verdict (INLINE_ACK): a gateway that dies in between has
+     * written nothing, Twilio saw no 200, and a resend of the message gets
+     * the recorded answer again. Writing first would let a reply go out
+     * inline while the verdict is still in ZeroMQ's queue, and the session,
+     * never hearing it, would send the same reply again by REST. */
     souk_msg_t v = { .type = SOUK_MSG_REPLY_VERDICT };
     v.reply_verdict.msg_sid = (char *)msg_sid;
     v.reply_verdict.outbox_key = (char *)outbox_key;
@@ -552,18 +575,32 @@ void gw_routing_offer(gw_routing_t *self, const char *peer, const char *msg_sid,
     int rc = self->ops.to_session(self->arg, peer, &v);
     if (rc != SOUK_OK)
         SLOG_WARN("gateway.verdict_unsent", "sid=%s err=%s", msg_sid, souk_errname(rc));
-    if (!r)
+    if (!r || r->proposed)
         return;
-    char *twiml = twilio_twiml_message(body);
-    souk_log_request(r->request_id);
-    SLOG_INFO("gateway.answered", "sid=%s waid=%s how=inline", r->sid, r->user->masked);
-    souk_log_request(NULL);
-    if (twiml)
-        s_answer_twiml(self, r->http, twiml, "inline");
-    else
+    r->proposed = twilio_twiml_message(body);
+    if (!r->proposed) {
         s_answer_text(self, r->http, 500, "out of memory\n");
-    free(twiml);
-    s_request_forget(self, r, VERDICT_INLINE);
+        s_request_forget(self, r, VERDICT_INLINE);
+        return;
+    }
+    gw_recent_put(self->verdicts, msg_sid, VERDICT_INLINE);
+    list_remove(&r->deadline_link);
+    r->deadline_ms = now_ms + GW_CONFIRM_WAIT_MS;
+    list_push_back(&self->proposals, &r->deadline_link);
+}
+
+void gw_routing_inline_ack(gw_routing_t *self, const char *peer, const char *msg_sid, bool ok,
+                           int64_t now_ms)
+{
+    (void)now_ms;
+    user_t *u = s_user(self, peer, false);
+    gw_request_t *r = u ? s_request_of(self, u, msg_sid) : NULL;
+    if (!r || !r->proposed)
+        return;
+    if (ok)
+        s_proposal_write(self, r, "inline");
+    else /* the reply already goes out through the sender */
+        s_request_close(self, r, self->twiml_empty, "rest_already", "none");
 }
 
 void gw_routing_idle(gw_routing_t *self, const char *peer, const char *waid, int64_t now_ms)
@@ -640,13 +677,26 @@ void gw_routing_expire(gw_routing_t *self, int64_t now_ms)
             break;
         s_request_expire(self, r);
     }
+    while (!list_empty(&self->proposals)) {
+        gw_request_t *r = CONTAINER(self->proposals.next, gw_request_t, deadline_link);
+        if (r->deadline_ms > now_ms)
+            break;
+        s_proposal_write(self, r, "inline_unconfirmed");
+    }
 }
 
 int64_t gw_routing_next_deadline(const gw_routing_t *self)
 {
-    if (list_empty(&self->deadlines))
-        return -1;
-    return CONTAINER(self->deadlines.next, gw_request_t, deadline_link)->deadline_ms;
+    int64_t next = -1;
+    const link_t *lists[] = { &self->deadlines, &self->proposals };
+    for (size_t i = 0; i < 2; i++) {
+        if (list_empty(lists[i]))
+            continue;
+        int64_t d = CONTAINER(lists[i]->next, gw_request_t, deadline_link)->deadline_ms;
+        if (next < 0 || d < next)
+            next = d;
+    }
+    return next;
 }
 
 void gw_routing_tick(gw_routing_t *self, int64_t now_ms)
@@ -685,6 +735,9 @@ void gw_routing_answer_all(gw_routing_t *self, int64_t now_ms)
     (void)now_ms;
     while (!list_empty(&self->deadlines))
         s_request_expire(self, CONTAINER(self->deadlines.next, gw_request_t, deadline_link));
+    while (!list_empty(&self->proposals))
+        s_proposal_write(self, CONTAINER(self->proposals.next, gw_request_t, deadline_link),
+                         "inline_at_stop");
 }
 
 size_t gw_routing_pending(const gw_routing_t *self) { return self->npending; }

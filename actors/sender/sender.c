@@ -30,12 +30,12 @@
  * the wake-ups; send.c sends, reconcile.c handles orphans. */
 #include "sender.h"
 
+#include "souk/curl.h"
 #include "souk/endpoints.h"
 #include "souk/error.h"
 #include "souk/log.h"
 #include "souk/roles.h"
 
-#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -381,6 +381,11 @@ int sender_main(souk_config_t *cfg, const char *name, const char *arg)
     sender_t self = { .cfg = cfg, .wake_timer = -1, .last_ms = souk_now_ms() };
     self.rules.template_sid = cfg->twilio_template_sid;
     outbox_bucket_init(&self.bucket, (int)cfg->send_rate, souk_now_ms());
+    char err[256];
+    if (souk_curl_load(err, sizeof err) != SOUK_OK) {
+        SLOG_ERROR("sender.curl", "err=EUNAVAIL detail=\"%s\"", err);
+        return SOUK_EXIT_CONFIG; /* no restart can install a library */
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return 1;
     self.actor = souk_actor_new(name, "sender", cfg);

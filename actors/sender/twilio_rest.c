@@ -8,10 +8,10 @@
 #include "twilio_rest.h"
 
 #include "souk/actor.h"
+#include "souk/curl.h"
 #include "souk/error.h"
 #include "souk/log.h"
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>

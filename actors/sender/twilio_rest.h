@@ -37,7 +37,8 @@ typedef void(twilio_rest_fn)(const twilio_reply_t *reply, void *arg);
 
 /* A client on `loop` for account_sid at api_base ("https://api.twilio.com"),
  * with at most max_inflight requests and connections at once. Copies its
- * arguments. NULL (logged) on failure. curl_global_init is the caller's.
+ * arguments. NULL (logged) on failure. souk_curl_load and curl_global_init
+ * are the caller's.
  * With api_base, account_sid or auth_token NULL it is a plain client, for
  * twilio_rest_post_json only (send and list answer SOUK_EINVAL). */
 twilio_rest_t *twilio_rest_new(zloop_t *loop, const char *api_base, const char *account_sid,

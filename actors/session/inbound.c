@@ -121,9 +121,13 @@ static int s_handle_known(session_t *self, const souk_inbound_t *in, const char 
     } else {
         char key[SOUK_CAP_ID + 3];
         snprintf(key, sizeof key, "r:%s", in->msg_sid);
+        /* A reply still offered is offered again; so is one recorded
+         * inline: Twilio delivers a message again only when it got no
+         * answer, so that inline answer never reached it (the gateway died
+         * after the verdict and before writing it). */
         bool offered = row.state == STORE_INBOUND_DONE
                        && store_outbox_get(self->store, key, &out) == SOUK_OK
-                       && out.state == STORE_OUTBOX_OFFERED;
+                       && (out.state == STORE_OUTBOX_OFFERED || out.state == STORE_OUTBOX_INLINE);
         SLOG_INFO("session.inbound_duplicate", "sid=%s state=%s reoffer=%d", in->msg_sid,
                   store_inbound_state_name(row.state), offered);
         s_accepted(self, in->msg_sid, !offered);

@@ -15,6 +15,7 @@
 #include "souk/error.h"
 #include "souk/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +109,34 @@ static bool s_ours(session_t *self, const char *key)
     return ours;
 }
 
+/* INLINE_ACK: the inline verdict is recorded (ok), so the gateway may
+ * write the answer; or not (the reply already goes by REST). */
+static void s_inline_ack(session_t *self, const char *msg_sid, bool ok)
+{
+    souk_msg_t m = { .type = SOUK_MSG_INLINE_ACK };
+    m.inline_ack.msg_sid = (char *)msg_sid;
+    m.inline_ack.ok = ok;
+    session_send_gateway(self, &m);
+}
+
+/* A resend of a message whose inline answer never reached Twilio (the
+ * gateway died before writing it) came too late for the reply budget: the
+ * recorded answer goes out through the sender instead, as a row of its own
+ * (inline is terminal), keyed so that a further resend adds nothing. */
+static void s_send_again(session_t *self, const store_outbox_t *inline_row)
+{
+    char key[SOUK_CAP_ID + 8];
+    snprintf(key, sizeof key, "%s+again", inline_row->key);
+    int64_t now = souk_wall_ms();
+    store_outbox_t again = { .key = key, .waid = self->waid, .body = inline_row->body,
+                             .kind = STORE_KIND_REPLY, .state = STORE_OUTBOX_QUEUED,
+                             .next_attempt_ms = now, .created_ms = now };
+    int rc = store_outbox_put(self->store, &again, NULL);
+    SLOG_INFO("session.reply_again", "key=%s result=%s", key, souk_errname(rc));
+    if (rc == SOUK_OK || rc == SOUK_EEXISTS)
+        s_hint(self, key);
+}
+
 void session_reply_verdict(session_t *self, const souk_reply_verdict_t *v)
 {
     const char *key = v->outbox_key;
@@ -125,6 +154,11 @@ void session_reply_verdict(session_t *self, const souk_reply_verdict_t *v)
     if (v->inline_) {
         rc = store_outbox_transition(self->store, key, STORE_OUTBOX_OFFERED, STORE_OUTBOX_INLINE,
                                      &change, &row);
+        /* inline already: a resend of a message whose inline answer never
+         * reached Twilio, or a repeated verdict. Either way the gateway may
+         * write it. Any other state: the reply goes by REST already. */
+        if (rc == SOUK_OK || rc == SOUK_ECONFLICT)
+            s_inline_ack(self, v->msg_sid, rc == SOUK_OK || row.state == STORE_OUTBOX_INLINE);
     } else {
         change.next_attempt_ms = now;
         rc = store_outbox_transition(self->store, key, STORE_OUTBOX_OFFERED, STORE_OUTBOX_QUEUED,
@@ -132,6 +166,8 @@ void session_reply_verdict(session_t *self, const souk_reply_verdict_t *v)
         /* queued already: a crash may have come between the two steps */
         if (rc == SOUK_OK || (rc == SOUK_ECONFLICT && row.state == STORE_OUTBOX_QUEUED))
             s_hint(self, key);
+        else if (rc == SOUK_ECONFLICT && row.state == STORE_OUTBOX_INLINE && *p)
+            s_send_again(self, &row); /* only for an offer we made again */
     }
     if (rc == SOUK_OK || rc == SOUK_ECONFLICT || rc == SOUK_ENOTFOUND) {
         SLOG_INFO("session.verdict", "key=%s inline=%d result=%s", key, v->inline_,

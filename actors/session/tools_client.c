@@ -36,6 +36,38 @@ static int s_send_call(session_t *self, const char *call_id, const char *tool, c
     return souk_msg_send(self->tools, NULL, 0, &m, ZMQ_DONTWAIT);
 }
 
+/* Heartbeats when *beat (monotonic) is due; returns how long to wait at
+ * most before the next one or `until`, whichever comes first. */
+static int s_beat(session_t *self, int64_t now, int64_t *beat, int64_t until)
+{
+    if (now >= *beat) {
+        souk_actor_stats_t st = { .handled = self->handled, .depth = 1 };
+        souk_actor_heartbeat(self->actor, &st);
+        *beat = now + self->cfg->heartbeat_ms;
+    }
+    int64_t wait = (until < *beat ? until : *beat) - now;
+    return (int)(wait > 0 ? wait : 1);
+}
+
+/* Sends the call once a tool actor is connected, waiting until `until`
+ * (monotonic) for one: with ZMQ_IMMEDIATE a send fails at once while none
+ * is — a session that resumes a turn right after its (re)start, before its
+ * connections are up, or a pool whose actors are all being restarted. */
+static int s_send_when_connected(session_t *self, const char *call_id, const char *tool,
+                                 const char *args, const char *idem_key, int64_t until)
+{
+    int64_t beat = souk_now_ms() + self->cfg->heartbeat_ms;
+    for (;;) {
+        int rc = s_send_call(self, call_id, tool, args, idem_key,
+                             souk_wall_ms() + (until - souk_now_ms()));
+        int64_t now = souk_now_ms();
+        if (rc != SOUK_EBUSY || now >= until)
+            return rc;
+        zmq_pollitem_t item = { .socket = zsock_resolve(self->tools), .events = ZMQ_POLLOUT };
+        zmq_poll(&item, 1, s_beat(self, now, &beat, until));
+    }
+}
+
 /* Waits until `until` (monotonic) for the result of call_id; stale results
  * of earlier attempts are dropped. */
 static int s_wait_result(session_t *self, const char *call_id, int64_t until, souk_msg_t *out)
@@ -49,13 +81,8 @@ static int s_wait_result(session_t *self, const char *call_id, int64_t until, so
         int64_t now = souk_now_ms();
         if (now >= until)
             break;
-        if (now >= beat) {
-            souk_actor_stats_t st = { .handled = self->handled, .depth = 1 };
-            souk_actor_heartbeat(self->actor, &st);
-            beat = now + self->cfg->heartbeat_ms;
-        }
-        int64_t wait = (until < beat ? until : beat) - now;
-        if (!zpoller_wait(poller, (int)(wait > 0 ? wait : 1)))
+        int wait = s_beat(self, now, &beat, until);
+        if (!zpoller_wait(poller, wait))
             continue;
         souk_msg_t m;
         char err[128];
@@ -102,8 +129,7 @@ int session_tool_call(session_t *self, const char *tool, const char *args_json,
         snprintf(call_id, sizeof call_id, "%d-%llu-%d", (int)getpid(),
                  (unsigned long long)++self->tool_calls, attempt);
         int64_t until = souk_now_ms() + SESSION_TOOL_DEADLINE_MS;
-        int rc = s_send_call(self, call_id, tool, args_json, idem_key,
-                             souk_wall_ms() + SESSION_TOOL_DEADLINE_MS);
+        int rc = s_send_when_connected(self, call_id, tool, args_json, idem_key, until);
         if (rc == SOUK_OK) {
             souk_msg_t m;
             rc = s_wait_result(self, call_id, until, &m);

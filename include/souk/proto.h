@@ -52,6 +52,7 @@
     X(DEFER,         defer,         "session -> gateway: acknowledge now, answer later") \
     X(REPLY_OFFER,   reply_offer,   "session -> gateway: answer is ready")   \
     X(REPLY_VERDICT, reply_verdict, "gateway -> session: inline or REST")    \
+    X(INLINE_ACK,    inline_ack,    "session -> gateway: inline recorded, write it") \
     X(IDLE,          idle,          "session -> gateway: may I exit?")       \
     X(IDLE_OK,       idle_ok,       "gateway -> session: yes / no")          \
     /* sender (PULL) */                                                      \
@@ -97,6 +98,7 @@
 #define SOUK_FIELDS_reply_verdict(F)                                         \
     F(str, msg_sid, SOUK_CAP_ID) F(str, outbox_key, SOUK_CAP_ID)             \
     F(bool, inline_, 0)
+#define SOUK_FIELDS_inline_ack(F) F(str, msg_sid, SOUK_CAP_ID) F(bool, ok, 0)
 #define SOUK_FIELDS_idle(F) F(str, waid, SOUK_CAP_ID)
 #define SOUK_FIELDS_idle_ok(F) F(str, waid, SOUK_CAP_ID) F(bool, ok, 0)
 #define SOUK_FIELDS_send_hint(F) F(str, outbox_key, SOUK_CAP_ID)
