@@ -15,10 +15,10 @@ trap 'kill %1 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXI
 MALLOC_PERTURB_= SOUK_DATA="$WORK/d" SOUK_PORT=$PORT SOUK_LISTEN=lo SOUK_PUBLIC_URL=$PUBLIC \
   TWILIO_AUTH_TOKEN=$TOKEN SOUK_DEBOUNCE_MS=0 SOUK_LOG_LEVEL=warn $BUILD/souk serve 2>"$WORK/log" &
 for _ in $(seq 200); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 0.05; done
-python3 bench/webhook/gen_requests.py "$WORK/req.lua" "$N" "$N" "$TOKEN" "$PUBLIC" --first
-python3 - "$WORK/req.lua" "$PORT" <<'PY'
+python3 bench/webhook/gen_requests.py "$WORK/req.tsv" "$N" "$N" "$TOKEN" "$PUBLIC" 9 --first
+python3 - "$WORK/req.tsv" "$PORT" <<'PY'
 import re, sys, urllib.request
-for body, sig in re.findall(r'\{"([^"]*)","([^"]*)"\}', open(sys.argv[1]).read()):
+for body, sig in (l.rstrip("\n").split("\t") for l in open(sys.argv[1])):
     req = urllib.request.Request("http://127.0.0.1:%s/webhooks/whatsapp" % sys.argv[2], data=body.encode(),
         headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig})
     urllib.request.urlopen(req, timeout=10).read()

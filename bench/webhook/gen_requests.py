@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Pre-signs webhook requests for the wrk benchmark (stdlib only).
 
-Writes a Lua file defining `requests`, a list of {body, signature} pairs:
+Writes one request per line, "body<TAB>signature" (read by wrk.lua):
 N requests from U distinct users, each with a unique MessageSid (souk
 deduplicates on it, so a replayed request would measure the dedupe path).
-Usage: gen_requests.py OUT.lua N USERS TOKEN PUBLIC_URL [--first]
+Usage: gen_requests.py OUT.tsv N USERS TOKEN PUBLIC_URL BATCH [--first]
+  BATCH: a small number that makes this file's MessageSids its own.
   --first: every request from a new user (the session-spawn path).
 """
 import base64, hashlib, hmac, sys, urllib.parse
 
 out, n, users, token, public = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+batch = int(sys.argv[6])
 first = "--first" in sys.argv
 url = public + "/webhooks/whatsapp"
 
@@ -20,14 +22,12 @@ def sign(params):
 
 
 with open(out, "w") as f:
-    f.write("requests = {\n")
     for i in range(n):
         u = i if first else i % users
         waid = "1999%07d" % u
-        sid = "SM%032x" % (0xB0000000 + i)
+        sid = "SM%08x%024x" % (batch, i)
         params = [("MessageSid", sid), ("AccountSid", "AC" + "0" * 32), ("From", "whatsapp:+" + waid),
                   ("To", "whatsapp:+14155238886"), ("Body", "hello %d" % i), ("NumMedia", "0"),
                   ("ProfileName", "Bench"), ("WaId", waid)]
         body = urllib.parse.urlencode(params)
-        f.write('{"%s","%s"},\n' % (body, sign(params)))
-    f.write("}\n")
+        f.write("%s\t%s\n" % (body, sign(params)))

@@ -24,24 +24,26 @@ report() { # name, wrk output file
   printf '%-34s %12s req/s   p50 %8s   p99 %8s\n' "$1" "$rps" "$p50" "$p99"
 }
 
-python3 bench/webhook/gen_requests.py "$WORK/steady.lua" 400000 1000 "$TOKEN" "$PUBLIC"
-python3 bench/webhook/gen_requests.py "$WORK/first.lua" 20000 0 "$TOKEN" "$PUBLIC" --first
+for f in warm:1 steady:2 half:3; do
+  python3 bench/webhook/gen_requests.py "$WORK/${f%%:*}.tsv" 400000 1000 "$TOKEN" "$PUBLIC" "${f##*:}"
+done
+python3 bench/webhook/gen_requests.py "$WORK/first.tsv" 3000 0 "$TOKEN" "$PUBLIC" 4 --first
 
 # --- souk
 PORT=$(free_port)
 SOUK_DATA="$WORK/d" SOUK_PORT=$PORT SOUK_LISTEN=lo SOUK_PUBLIC_URL=$PUBLIC TWILIO_AUTH_TOKEN=$TOKEN \
-SOUK_DEBOUNCE_MS=0 SOUK_LOG_LEVEL=warn SOUK_SESSIONS_MAX=50000 SOUK_SESSION_IDLE_S=3600 \
+SOUK_DEBOUNCE_MS=0 SOUK_LOG_LEVEL=warn SOUK_SESSIONS_MAX=50000 SOUK_SESSION_IDLE_S=3600 SOUK_AGENT=echo \
   build-release/souk serve >"$WORK/souk.log" 2>&1 &
 wait_http "http://127.0.0.1:$PORT/readyz"
 # first messages: every request spawns a session actor
-wrk -t1 -c16 -d5s --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/first.lua" >"$WORK/first.txt"
+wrk -t1 -c16 -d30s --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/first.tsv" >"$WORK/first.txt"
 report "souk first message (spawn)" "$WORK/first.txt"
 # warm: every one of the 1,000 users has a live session
-wrk -t1 -c32 -d3s -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/steady.lua" >/dev/null
-wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/steady.lua" >"$WORK/souk.txt"
+wrk -t1 -c32 -d3s -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/warm.tsv" >/dev/null
+wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/steady.tsv" >"$WORK/souk.txt"
 report "souk (1,000 users, c=64)" "$WORK/souk.txt"
 # latency at about half the maximum rate: fewer connections, closed loop
-wrk -t1 -c4 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/steady.lua" >"$WORK/souk-half.txt"
+wrk -t1 -c4 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/half.tsv" >"$WORK/souk-half.txt"
 report "souk (1,000 users, c=4)" "$WORK/souk-half.txt"
 build-release/souk status --json >/dev/null 2>&1 || true
 kill %1; wait %1 2>/dev/null || true
@@ -61,7 +63,7 @@ http { access_log off;
 CONF
 nginx -c "$WORK/nginx/nginx.conf" &
 wait_http "http://127.0.0.1:$NPORT/"
-wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$NPORT" -- "$WORK/steady.lua" >"$WORK/nginx.txt"
+wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$NPORT" -- "$WORK/steady.tsv" >"$WORK/nginx.txt"
 report "nginx fixed TwiML (c=64)" "$WORK/nginx.txt"
 kill %2 2>/dev/null; wait %2 2>/dev/null || true
 
@@ -70,5 +72,5 @@ FPORT=$(free_port)
 TWILIO_AUTH_TOKEN=$TOKEN PUBLIC_URL=$PUBLIC python3 -m uvicorn --app-dir bench/webhook fastapi_echo:app \
   --host 127.0.0.1 --port "$FPORT" --log-level warning &
 wait_http "http://127.0.0.1:$FPORT/docs"
-wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$FPORT" -- "$WORK/steady.lua" >"$WORK/fastapi.txt"
+wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$FPORT" -- "$WORK/steady.tsv" >"$WORK/fastapi.txt"
 report "FastAPI+uvicorn echo (c=64)" "$WORK/fastapi.txt"

@@ -1,4 +1,5 @@
--- wrk script: cycles through pre-signed webhook requests (requests.lua),
+-- wrk script: cycles through pre-signed webhook requests (a TSV file of
+-- body<TAB>signature lines, from gen_requests.py),
 -- each connection taking its own slice so no MessageSid is sent twice.
 local counter = 0
 local threads = {}
@@ -10,7 +11,11 @@ function setup(thread)
 end
 
 function init(args)
-  dofile(args[1])
+  requests = {}
+  for line in io.lines(args[1]) do
+    local body, sig = line:match("([^\t]*)\t(.*)")
+    requests[#requests + 1] = { body, sig }
+  end
   i = id
   step = counter
 end
@@ -20,4 +25,12 @@ function request()
   i = i + step
   return wrk.format("POST", "/webhooks/whatsapp",
     { ["Content-Type"] = "application/x-www-form-urlencoded", ["X-Twilio-Signature"] = r[2] }, r[1])
+end
+
+-- Each request is sent once: a thread stops when its slice is used up, so
+-- a replay never measures the dedupe path by accident.
+function response(status, headers, body)
+  if i >= #requests then
+    wrk.thread:stop()
+  end
 end
