@@ -758,7 +758,7 @@ static int s_start(run_t *run)
             m->user = u;
             snprintf(m->sid, sizeof m->sid, "SM%016" PRIx64 "%08x%08x", run->seed, u, i);
             snprintf(m->token, sizeof m->token, "t-u%02d-m%02d.", u, i);
-            snprintf(m->text, sizeof m->text, "msg %s from the kill test", m->token);
+            snprintf(m->text, sizeof m->text, "msg t-u%02d-m%02d. from the kill test", u, i);
         }
     if (s_fake_start(&run->fake) != 0)
         return -1;

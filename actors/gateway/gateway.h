@@ -12,7 +12,7 @@
 #ifndef SOUK_GATEWAY_H
 #define SOUK_GATEWAY_H
 
-#include <libwebsockets.h>
+#include "souk/lws.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
