@@ -16,18 +16,20 @@ WORK=$(mktemp -d /tmp/skb-XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.5; rm -rf "$WORK"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; return 1; }
-report() { # name, wrk output file
+report() { # name, wrk output file; non-2xx answers are counted: they are not messages handled
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' "$2")
   p50=$(awk '$1=="50%" {print $2}' "$2")
   p99=$(awk '$1=="99%" {print $2}' "$2")
-  printf '%-34s %12s req/s   p50 %8s   p99 %8s\n' "$1" "$rps" "$p50" "$p99"
+  bad=$(awk '/Non-2xx/ {print $NF}' "$2"); total=$(awk '/requests in/ {print $1}' "$2")
+  printf '%-34s %12s req/s   p50 %8s   p99 %8s   (%s requests, %s non-2xx)\n' "$1" "$rps" "$p50" "$p99" "$total" "${bad:-0}"
 }
 
 for f in warm:1 steady:2 half:3; do
   python3 bench/webhook/gen_requests.py "$WORK/${f%%:*}.tsv" 400000 1000 "$TOKEN" "$PUBLIC" "${f##*:}"
 done
-python3 bench/webhook/gen_requests.py "$WORK/first.tsv" 3000 0 "$TOKEN" "$PUBLIC" 4 --first
+python3 bench/webhook/gen_requests.py "$WORK/first.tsv" 4000 0 "$TOKEN" "$PUBLIC" 4 --first
+python3 bench/webhook/gen_requests.py "$WORK/first1.tsv" 4000 0 "$TOKEN" "$PUBLIC" 7 --first
 
 # --- souk
 PORT=$(free_port)
@@ -36,8 +38,11 @@ SOUK_DEBOUNCE_MS=0 SOUK_LOG_LEVEL=warn SOUK_SESSIONS_MAX=50000 SOUK_SESSION_IDLE
   build-release/souk serve >"$WORK/souk.log" 2>&1 &
 wait_http "http://127.0.0.1:$PORT/readyz"
 # first messages: every request spawns a session actor
-wrk -t1 -c16 -d30s --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/first.tsv" >"$WORK/first.txt"
-report "souk first message (spawn)" "$WORK/first.txt"
+# (sized so that no run uses up its file: every request is a new user)
+wrk -t1 -c1 -d5s --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/first1.tsv" >"$WORK/first1.txt"
+report "souk first message (spawn), c=1" "$WORK/first1.txt"
+wrk -t1 -c16 -d5s --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/first.tsv" >"$WORK/first.txt"
+report "souk first message (spawn), c=16" "$WORK/first.txt"
 # warm: every one of the 1,000 users has a live session
 wrk -t1 -c32 -d3s -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/warm.tsv" >/dev/null
 wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/steady.tsv" >"$WORK/souk.txt"

@@ -16,8 +16,10 @@ function init(args)
     local body, sig = line:match("([^\t]*)\t(.*)")
     requests[#requests + 1] = { body, sig }
   end
+  -- threads interleave their slices: thread k sends k, k+T, k+2T…
+  -- (T, the thread count, is the second script argument; default 1)
   i = id
-  step = counter
+  step = tonumber(args[2] or "1")
 end
 
 function request()
