@@ -74,7 +74,8 @@ kill %2 2>/dev/null; wait %2 2>/dev/null || true
 
 # --- FastAPI + uvicorn: signature check + echo, no persistence
 FPORT=$(free_port)
-TWILIO_AUTH_TOKEN=$TOKEN PUBLIC_URL=$PUBLIC python3 -m uvicorn --app-dir bench/webhook fastapi_echo:app \
+# Debian's python3 (its fastapi and uvicorn), whatever python3 is first on PATH
+TWILIO_AUTH_TOKEN=$TOKEN PUBLIC_URL=$PUBLIC /usr/bin/python3 -m uvicorn --app-dir bench/webhook fastapi_echo:app \
   --host 127.0.0.1 --port "$FPORT" --log-level warning &
 wait_http "http://127.0.0.1:$FPORT/docs"
 wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$FPORT" -- "$WORK/steady.tsv" >"$WORK/fastapi.txt"
