@@ -1,62 +1,24 @@
 /* curl: libcurl's functions, resolved from libcurl.so.4 on first use (see
- * souk/curl.h). The library stays loaded for the life of the process. */
+ * souk/curl.h and src/dl.h). */
 #include "souk/curl.h"
 
-#include <dlfcn.h>
-#include <pthread.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "souk/error.h"
-
-/* libcurl4's soname: the ABI the headers we build with describe. */
-#define LIBCURL "libcurl.so.4"
+#include "dl.h"
 
 static souk_curl_t s_curl;
-static bool s_loaded;
-static char s_error[256];    /* why the load failed */
-static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 
-static void s_load(void)
-{
-    void *h = dlopen(LIBCURL, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        snprintf(s_error, sizeof s_error, "%s (Debian package libcurl4)", dlerror());
-        return;
-    }
-    const char *missing = NULL;
-#define SOUK_CURL_RESOLVE(name)                                                         \
-    if (!missing && !(*(void **)&s_curl.name = dlsym(h, "curl_" #name)))               \
-        missing = "curl_" #name;
-    SOUK_CURL_FUNCTIONS(SOUK_CURL_RESOLVE)
-#undef SOUK_CURL_RESOLVE
-    if (missing) {
-        snprintf(s_error, sizeof s_error, "%s: no symbol %s (libcurl too old?)", LIBCURL, missing);
-        memset(&s_curl, 0, sizeof s_curl);
-        dlclose(h);
-        return;
-    }
-    s_loaded = true;
-}
+#define SOUK_CURL_NAME(name) "curl_" #name,
+static const char *const s_names[] = { SOUK_CURL_FUNCTIONS(SOUK_CURL_NAME) };
+#undef SOUK_CURL_NAME
 
-int souk_curl_load(char *err, size_t len)
-{
-    pthread_once(&s_once, s_load);
-    if (s_loaded)
-        return SOUK_OK;
-    if (len)
-        snprintf(err, len, "%s", s_error);
-    return SOUK_EUNAVAIL;
-}
+static souk_dl_t s_lib = {
+    .soname = "libcurl.so.4", .package = "libcurl4", .names = s_names,
+    .count = sizeof s_names / sizeof s_names[0], .table = &s_curl,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+};
 
-const souk_curl_t *souk_curl(void)
-{
-    pthread_once(&s_once, s_load);
-    if (!s_loaded) {
-        fprintf(stderr, "souk: libcurl called without souk_curl_load: %s\n", s_error);
-        abort();
-    }
-    return &s_curl;
-}
+_Static_assert(sizeof(souk_curl_t) == sizeof s_names / sizeof s_names[0] * sizeof(void *),
+               "souk_curl_t is one function pointer per name");
+
+int souk_curl_load(char *err, size_t len) { return souk_dl_load(&s_lib, err, len); }
+
+const souk_curl_t *souk_curl(void) { return souk_dl_table(&s_lib); }
