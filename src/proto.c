@@ -88,7 +88,8 @@ static int dec_str(const msgpack_object *o, char **v, size_t cap)
     char *s = malloc(n + 1);
     if (!s)
         return SOUK_ENOMEM;
-    memcpy(s, o->via.str.ptr, n);
+    if (n) /* an empty string may come with no pointer at all */
+        memcpy(s, o->via.str.ptr, n);
     s[n] = '\0';
     *v = s;
     return SOUK_OK;

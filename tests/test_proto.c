@@ -218,6 +218,18 @@ static void test_rejections(void **state)
     assert_int_equal(m.type, SOUK_MSG_NONE);
 }
 
+/* Found by the fuzzer: an empty string decodes (msgpack-c gives it no
+ * pointer) without touching memory. */
+static void test_empty_string(void **state)
+{
+    (void)state;
+    const unsigned char frame[] = { 0x93, 0x01, SOUK_MSG_SPAWN_SESSION, 0xa0 };
+    souk_msg_t m;
+    assert_int_equal(souk_msg_decode(frame, sizeof frame, &m, NULL, 0), SOUK_OK);
+    assert_string_equal(m.spawn_session.waid, "");
+    souk_msg_clear(&m);
+}
+
 static void test_trailing_bytes(void **state)
 {
     (void)state;
@@ -292,6 +304,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_every_type),
         cmocka_unit_test(test_rejections),
+        cmocka_unit_test(test_empty_string),
         cmocka_unit_test(test_trailing_bytes),
         cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_hostile_counts),
