@@ -275,8 +275,8 @@ int cli_chat(souk_config_t *cfg, int argc, char **argv)
     snprintf(self.waid, sizeof self.waid, "%s", digits);
     snprintf(self.wa_from, sizeof self.wa_from, "whatsapp:+%s", digits);
     char err[256];
-    if (souk_curl_load(err, sizeof err) != SOUK_OK) {
-        fprintf(stderr, "souk chat: cannot load libcurl: %s\n", err);
+    if (souk_curl_load(err, sizeof err) != SOUK_OK || twilio_crypto_load(err, sizeof err) != SOUK_OK) {
+        fprintf(stderr, "souk chat: cannot load a library: %s\n", err);
         return 1;
     }
     if (souk_config_prepare_data(cfg, err, sizeof err) != SOUK_OK) {

@@ -18,6 +18,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "dl.h"
+
 #include "souk/error.h"
 
 /* ---- growable string --------------------------------------------------- */
@@ -381,6 +383,38 @@ static int s_signing_string(const char *url, size_t url_len,
     return *out ? SOUK_OK : SOUK_ENOMEM;
 }
 
+
+/* libcrypto, loaded on first use (src/dl.h): only the gateway and `souk
+ * chat` sign or verify, and every other actor — one per user — would pay
+ * its loading and relocations at start otherwise. */
+typedef struct {
+    __typeof__(HMAC) *hmac;
+    __typeof__(EVP_sha1) *sha1;
+    __typeof__(EVP_sha256) *sha256;
+    __typeof__(EVP_Digest) *digest;
+    __typeof__(EVP_EncodeBlock) *encode_block;
+    __typeof__(CRYPTO_memcmp) *memcmp_ct;
+} crypto_t;
+
+static crypto_t s_crypto_table;
+static const char *const s_crypto_names[] = {
+    "HMAC", "EVP_sha1", "EVP_sha256", "EVP_Digest", "EVP_EncodeBlock", "CRYPTO_memcmp",
+};
+_Static_assert(sizeof(crypto_t) == sizeof s_crypto_names / sizeof s_crypto_names[0] * sizeof(void *),
+               "crypto_t is one function pointer per name");
+static souk_dl_t s_crypto_lib = {
+    .soname = "libcrypto.so.3", .package = "libssl3", .names = s_crypto_names,
+    .count = sizeof s_crypto_names / sizeof s_crypto_names[0], .table = &s_crypto_table,
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+int twilio_crypto_load(char *err, size_t errlen)
+{
+    return souk_dl_load(&s_crypto_lib, err, errlen);
+}
+
+static const crypto_t *s_crypto(void) { return souk_dl_table(&s_crypto_lib); }
+
 static int s_hmac_sha1_b64(const char *key, const char *data, size_t len,
                            char out[TWILIO_SIGNATURE_LEN + 1])
 {
@@ -389,10 +423,11 @@ static int s_hmac_sha1_b64(const char *key, const char *data, size_t len,
     size_t key_len = strlen(key);
     if (key_len > INT_MAX)
         return SOUK_EINVAL;
-    if (!HMAC(EVP_sha1(), key, (int)key_len, (const unsigned char *)data, len,
-              md, &md_len) || md_len != 20) /* 20 bytes: 28 base64 chars */
+    const crypto_t *c = s_crypto();
+    if (!c->hmac(c->sha1(), key, (int)key_len, (const unsigned char *)data, len, md, &md_len)
+        || md_len != 20) /* 20 bytes: 28 base64 chars */
         return SOUK_ENOMEM;
-    EVP_EncodeBlock((unsigned char *)out, md, (int)md_len);
+    c->encode_block((unsigned char *)out, md, (int)md_len);
     return SOUK_OK;
 }
 
@@ -494,7 +529,7 @@ static bool s_signature_matches(const char *token, const char *url,
 {
     char expected[TWILIO_SIGNATURE_LEN + 1];
     return s_sign(token, url, url_len, form, expected) == SOUK_OK &&
-           CRYPTO_memcmp(expected, signature, TWILIO_SIGNATURE_LEN) == 0;
+           s_crypto()->memcmp_ct(expected, signature, TWILIO_SIGNATURE_LEN) == 0;
 }
 
 bool twilio_signature_valid(const char *auth_token, const char *url,
@@ -526,7 +561,8 @@ int twilio_body_sha256(const void *body, size_t len,
     unsigned int md_len = 0;
     if ((!body && len) || !out)
         return SOUK_EINVAL;
-    if (!EVP_Digest(body ? body : "", len, md, &md_len, EVP_sha256(), NULL))
+    const crypto_t *c = s_crypto();
+    if (!c->digest(body ? body : "", len, md, &md_len, c->sha256(), NULL))
         return SOUK_ENOMEM;
     for (unsigned int i = 0; i < md_len; i++) {
         out[2 * i] = hex[md[i] >> 4];
@@ -564,7 +600,7 @@ bool twilio_body_sha256_valid(const char *url_with_query, const void *body,
     return url_with_query &&
            twilio_body_sha256(body, len, expected) == SOUK_OK &&
            s_url_body_hash(url_with_query, given) &&
-           CRYPTO_memcmp(expected, given, TWILIO_SHA256_HEX_LEN) == 0;
+           s_crypto()->memcmp_ct(expected, given, TWILIO_SHA256_HEX_LEN) == 0;
 }
 
 /* ---- TwiML ------------------------------------------------------------- */

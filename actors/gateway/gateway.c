@@ -435,8 +435,8 @@ int gateway_main(souk_config_t *cfg, const char *name, const char *arg)
     snprintf(gw.ready_detail, sizeof gw.ready_detail, "waiting for the supervisor");
 
     char err[256];
-    if (souk_lws_load(err, sizeof err) != SOUK_OK) {
-        SLOG_ERROR("gateway.lws", "err=EUNAVAIL detail=\"%s\"", err);
+    if (souk_lws_load(err, sizeof err) != SOUK_OK || twilio_crypto_load(err, sizeof err) != SOUK_OK) {
+        SLOG_ERROR("gateway.library", "err=EUNAVAIL detail=\"%s\"", err);
         return SOUK_EXIT_CONFIG; /* no restart can install a library */
     }
     gw.actor = souk_actor_new(name, "gateway", cfg);

@@ -67,6 +67,11 @@ void twilio_form_free(twilio_form_t **form_p);
 
 /* ---- X-Twilio-Signature ------------------------------------------------ */
 
+/* Loads libcrypto (signatures and hashes need it) if it is not loaded yet:
+ * SOUK_OK, or SOUK_EUNAVAIL with why in err. The gateway calls it at start;
+ * without it the first signature would abort the process. */
+int twilio_crypto_load(char *err, size_t errlen);
+
 /* Signature Twilio would send for a POST of form to url (the URL as configured,
  * never rebuilt from the request's Host header). Its #fragment is not signed;
  * a NULL form signs the URL alone (JSON bodies). Writes TWILIO_SIGNATURE_LEN
