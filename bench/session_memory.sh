@@ -12,7 +12,7 @@ TOKEN=0123456789abcdef0123456789abcdef PUBLIC=https://bench.example.org
 WORK=$(mktemp -d /tmp/skm-XXXXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 trap 'kill %1 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-MALLOC_PERTURB_= SOUK_DATA="$WORK/d" SOUK_PORT=$PORT SOUK_LISTEN=lo SOUK_PUBLIC_URL=$PUBLIC \
+env MALLOC_PERTURB_= ${EXTRA_ENV:-} SOUK_DATA="$WORK/d" SOUK_PORT=$PORT SOUK_LISTEN=lo SOUK_PUBLIC_URL=$PUBLIC \
   TWILIO_AUTH_TOKEN=$TOKEN SOUK_DEBOUNCE_MS=0 SOUK_LOG_LEVEL=warn $BUILD/souk serve 2>"$WORK/log" &
 for _ in $(seq 200); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 0.05; done
 python3 bench/webhook/gen_requests.py "$WORK/req.tsv" "$N" "$N" "$TOKEN" "$PUBLIC" 9 --first
