@@ -96,22 +96,31 @@ static void s_trouble(ag_turn_t *t)
                          "moment.");
 }
 
+/* When the message names an order id: runs `found` on the user's order, or
+ * says it is not found (another user's id reads the same) or that the
+ * order system is out of reach. Returns whether the message named one. */
+static bool s_by_order_id(ag_turn_t *t, void (*found)(ag_turn_t *t, const ag_order_t *o))
+{
+    const char *id = t->rd.slots.order_id;
+    if (!id[0])
+        return false;
+    ag_order_t o;
+    int rc = ag_get_order(t, id, &o);
+    if (rc == SOUK_OK)
+        found(t, &o);
+    else if (rc == SOUK_ENOTFOUND)
+        s_not_found(t, id);
+    else
+        s_trouble(t);
+    return true;
+}
+
 /* ---- status ---------------------------------------------------------------- */
 
 void ag_do_status(ag_turn_t *t)
 {
-    ag_order_t o;
-    const char *id = t->rd.slots.order_id;
-    if (id[0]) {
-        int rc = ag_get_order(t, id, &o);
-        if (rc == SOUK_OK)
-            s_order_status(t, &o);
-        else if (rc == SOUK_ENOTFOUND)
-            s_not_found(t, id);
-        else
-            s_trouble(t);
+    if (s_by_order_id(t, s_order_status))
         return;
-    }
     ag_order_t list[ORDERS_LISTED];
     int n = 0;
     if (ag_list_orders(t, list, ORDERS_LISTED, &n) != SOUK_OK) {
@@ -173,18 +182,8 @@ static void s_ask_cancel(ag_turn_t *t, const ag_order_t *o)
 
 void ag_do_cancel(ag_turn_t *t)
 {
-    ag_order_t o;
-    const char *id = t->rd.slots.order_id;
-    if (id[0]) {
-        int rc = ag_get_order(t, id, &o);
-        if (rc == SOUK_OK)
-            s_ask_cancel(t, &o);
-        else if (rc == SOUK_ENOTFOUND)
-            s_not_found(t, id);
-        else
-            s_trouble(t);
+    if (s_by_order_id(t, s_ask_cancel))
         return;
-    }
     ag_order_t list[ORDERS_LISTED];
     int n = 0;
     if (ag_list_orders(t, list, ORDERS_LISTED, &n) != SOUK_OK) {

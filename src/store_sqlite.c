@@ -1009,10 +1009,12 @@ static int s_delivery_update(store_impl_t *self, const char *sid, store_outbox_s
 
 /* ---- dialog state ------------------------------------------------------------ */
 
-static int s_user_state_get(store_impl_t *self, const char *waid, char **json)
+/* One text column of the row a query finds by key: SOUK_OK with *out
+ * (caller frees), SOUK_ENOTFOUND, or the store's error. */
+static int s_get_text(store_impl_t *self, s_query_t query, const char *key, char **out)
 {
     int rc = SOUK_OK;
-    sqlite3_stmt *st = s_prep(self, Q_USER_STATE_GET, &rc, "t", waid);
+    sqlite3_stmt *st = s_prep(self, query, &rc, "t", key);
     if (!st)
         return rc;
     int r = sqlite3_step(st);
@@ -1023,8 +1025,13 @@ static int s_user_state_get(store_impl_t *self, const char *waid, char **json)
         rc = r == SQLITE_DONE ? SOUK_ENOTFOUND : s_err(self, r);
     s_done(st);
     if (rc == SOUK_OK)
-        *json = s;
+        *out = s;
     return rc;
+}
+
+static int s_user_state_get(store_impl_t *self, const char *waid, char **json)
+{
+    return s_get_text(self, Q_USER_STATE_GET, waid, json);
 }
 
 static int s_user_state_put(store_impl_t *self, const char *waid, const char *json, int64_t now_ms)
@@ -1037,20 +1044,7 @@ static int s_user_state_put(store_impl_t *self, const char *waid, const char *js
 
 static int s_idem_get(store_impl_t *self, const char *key, char **result_json)
 {
-    int rc = SOUK_OK;
-    sqlite3_stmt *st = s_prep(self, Q_IDEM_GET, &rc, "t", key);
-    if (!st)
-        return rc;
-    int r = sqlite3_step(st);
-    char *s = NULL;
-    if (r == SQLITE_ROW)
-        s = s_dup(st, 0, &rc);
-    else
-        rc = r == SQLITE_DONE ? SOUK_ENOTFOUND : s_err(self, r);
-    s_done(st);
-    if (rc == SOUK_OK)
-        *result_json = s;
-    return rc;
+    return s_get_text(self, Q_IDEM_GET, key, result_json);
 }
 
 static int s_idem_put(store_impl_t *self, const char *key, const char *result_json, int64_t now_ms,
