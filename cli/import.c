@@ -145,7 +145,7 @@ static store_t *s_store_open(const souk_config_t *cfg)
 {
     store_t *store = NULL;
     char err[512];
-    if (store_open(cfg->store, cfg->data_dir, NULL, &store, err, sizeof err) != SOUK_OK)
+    if (store_open(cfg->store, cfg->store_dir, NULL, &store, err, sizeof err) != SOUK_OK)
         fprintf(stderr, "souk import: cannot open the store: %s\n", err);
     return store;
 }
@@ -232,7 +232,7 @@ static bool s_store_exists(const souk_config_t *cfg)
 {
     char path[4096];
     struct stat st;
-    snprintf(path, sizeof path, "%s/souk.db", cfg->data_dir);
+    snprintf(path, sizeof path, "%s/souk.db", cfg->store_dir);
     return strcmp(cfg->store, "sqlite") != 0 || stat(path, &st) == 0;
 }
 

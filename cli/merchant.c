@@ -63,7 +63,7 @@ static store_t *s_store_open(const souk_config_t *cfg, const char *cmd)
 {
     store_t *store = NULL;
     char err[512];
-    if (store_open(cfg->store, cfg->data_dir, NULL, &store, err, sizeof err) != SOUK_OK)
+    if (store_open(cfg->store, cfg->store_dir, NULL, &store, err, sizeof err) != SOUK_OK)
         fprintf(stderr, "souk %s: cannot open the store: %s\n", cmd, err);
     return store;
 }

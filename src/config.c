@@ -143,6 +143,31 @@ static int load_file(const char *file, char *err, size_t errlen)
     return rc;
 }
 
+/* The store folder defaults to the data folder; a node id (given, or
+ * hostname:port on DynamoDB, which is shared by nature) means several nodes
+ * may serve one user, so sessions take leases. */
+static int s_derive_nodes(souk_config_t *cfg, char *err, size_t errlen)
+{
+    if (!*cfg->store_dir) {
+        free(cfg->store_dir);
+        if (!(cfg->store_dir = strdup(cfg->data_dir)))
+            return SOUK_ENOMEM;
+    }
+    if (!*cfg->node_id && strcmp(cfg->store, "dynamodb") == 0) {
+        char host[256] = "node";
+        gethostname(host, sizeof host - 1);
+        free(cfg->node_id);
+        if (asprintf(&cfg->node_id, "%s:%lld", host, (long long)cfg->port) < 0) {
+            cfg->node_id = NULL;
+            return SOUK_ENOMEM;
+        }
+    }
+    if (strlen(cfg->node_id) > 128)
+        return fail(err, errlen, "SOUK_NODE_ID: longer than 128 characters");
+    cfg->multi_node = *cfg->node_id != '\0';
+    return SOUK_OK;
+}
+
 int souk_config_load(souk_config_t *cfg, const char *file, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -173,6 +198,8 @@ int souk_config_load(souk_config_t *cfg, const char *file, char *err, size_t err
             rc = fail(err, errlen, "SOUK_DATA=%s: too long for ipc socket paths (keep it under 70 characters)",
                       cfg->data_dir);
     }
+    if (rc == SOUK_OK)
+        rc = s_derive_nodes(cfg, err, errlen);
     if (rc != SOUK_OK) {
         souk_config_clear(cfg);
         return rc == SOUK_ENOMEM ? rc : SOUK_ECONFIG;

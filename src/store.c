@@ -312,6 +312,12 @@ int store_inbound_pending(store_t *self, const char *waid, store_inbound_cb cb, 
     return self->be->inbound_pending(self->impl, waid, cb, arg);
 }
 
+int store_inbound_stale(store_t *self, int64_t before_ms, int limit, store_waid_cb cb, void *arg)
+{
+    CHECK(self && before_ms >= 0 && limit >= 1 && limit <= DUE_LIMIT_MAX && cb);
+    return self->be->inbound_stale(self->impl, before_ms, limit, cb, arg);
+}
+
 int store_history_append(store_t *self, const store_history_t *h)
 {
     CHECK(self && h && s_waid_ok(h->waid) && VALID_ENUM(h->dir, store_dir)

@@ -142,6 +142,8 @@ static const char *const s_migrations[] = {
       " WHERE msg_sid = ?1 AND state = 'received'")                                           \
     Q(INBOUND_PENDING, "SELECT " INBOUND_COLS " FROM inbound WHERE waid = :waid"              \
       " AND state = 'received' AND seq > :after ORDER BY seq LIMIT :limit")                   \
+    Q(INBOUND_STALE, "SELECT DISTINCT waid FROM inbound WHERE state = 'received'"             \
+      " AND received_ms < ?1 LIMIT ?2")                                                       \
     Q(HISTORY_ADD, "INSERT INTO history(waid, dir, msg_sid, text, ts_ms)"                     \
       " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING")                                   \
     Q(HISTORY_TRIM, "DELETE FROM history WHERE waid = ?1 AND seq <= (SELECT seq FROM history" \
@@ -858,6 +860,39 @@ static int s_inbound_pending(store_impl_t *self, const char *waid, store_inbound
                   (s_anyfn_t) cb, arg);
 }
 
+static int s_inbound_stale(store_impl_t *self, int64_t before_ms, int limit, store_waid_cb cb,
+                           void *arg)
+{
+    /* at most `limit` short keys: read them all, then call back with no
+     * statement open (cb may use the handle) */
+    char **waids = calloc((size_t) limit, sizeof *waids);
+    if (!waids)
+        return SOUK_ENOMEM;
+    int rc = SOUK_OK, n = 0;
+    sqlite3_stmt *st = s_prep(self, Q_INBOUND_STALE, &rc, "ll", before_ms, (int64_t) limit);
+    if (st) {
+        int r = SQLITE_DONE;
+        while (rc == SOUK_OK && n < limit && (r = sqlite3_step(st)) == SQLITE_ROW)
+            if ((waids[n] = s_dup(st, 0, &rc)))
+                n++;
+        if (rc == SOUK_OK && r != SQLITE_ROW && r != SQLITE_DONE)
+            rc = s_err(self, r);
+        s_done(st);
+    }
+    bool stop = false;
+    for (int i = 0; i < n; i++) {
+        if (rc == SOUK_OK && !stop) {
+            int c = cb(waids[i], arg);
+            if (c < 0)
+                rc = c;
+            stop = c != 0;
+        }
+        free(waids[i]);
+    }
+    free(waids);
+    return rc;
+}
+
 /* ---- history ---------------------------------------------------------------- */
 
 static int s_history_append(store_impl_t *self, const store_history_t *h)
@@ -1552,6 +1587,7 @@ const store_backend_t store_sqlite_backend = {
     .inbound_get = s_inbound_get,
     .inbound_finish = s_inbound_finish,
     .inbound_pending = s_inbound_pending,
+    .inbound_stale = s_inbound_stale,
     .history_append = s_history_append,
     .history_recent = s_history_recent,
     .outbox_put = s_outbox_put,

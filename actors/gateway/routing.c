@@ -533,7 +533,11 @@ void gw_routing_defer(gw_routing_t *self, const char *peer, const char *msg_sid,
             gw_recent_put(self->verdicts, msg_sid, VERDICT_REST);
         return;
     }
-    char *twiml = twilio_twiml_message(text && *text ? text : TEXT_ACK);
+    if (!text || !*text) { /* another node's session answers: say nothing now */
+        s_request_close(self, r, self->twiml_empty, "elsewhere", "later");
+        return;
+    }
+    char *twiml = twilio_twiml_message(text);
     s_request_close(self, r, twiml ? twiml : self->twiml_ack, "deferred", "later");
     free(twiml);
 }

@@ -42,6 +42,9 @@
 #include <sys/random.h>
 
 #define SCAN_MS 500
+#define SWEEP_MS 2000
+#define SWEEP_AGE_MS 10000
+#define SWEEP_BATCH 100
 #define DUE_BATCH 200
 #define STATUS_PATH "/webhooks/whatsapp/status"
 
@@ -188,8 +191,9 @@ static int s_on_due(const store_outbox_t *row, void *arg)
 
 static void s_scan(sender_t *self)
 {
-    /* At start every `sending` row is an orphan (see the top of the file). */
-    int64_t lease_end = self->started ? souk_wall_ms() : INT64_MAX;
+    /* At start every `sending` row is an orphan (see the top of the file);
+     * unless other nodes' senders share the store and may be sending them. */
+    int64_t lease_end = self->started || self->cfg->multi_node ? souk_wall_ms() : INT64_MAX;
     self->started = true;
     int rc = store_outbox_due(self->store, STORE_OUTBOX_SENDING, lease_end, DUE_BATCH, sender_take_over, self);
     if (rc != SOUK_OK)
@@ -217,10 +221,43 @@ static void s_pump(sender_t *self)
     self->pumping = false;
 }
 
+/* Messages nobody is answering: their session died with its node (or
+ * souk was killed whole), and only the user's next message would start it
+ * again. Asking the supervisor for the user's session is enough: it
+ * resumes the pending work, and a request for a live session is a no-op.
+ * At start every pending message is such an orphan; later, one still
+ * pending after SWEEP_AGE_MS (two leases with several nodes, whose holders
+ * may be alive elsewhere). */
+static int s_on_stale(const char *waid, void *arg)
+{
+    sender_t *self = arg;
+    souk_msg_t m = { .type = SOUK_MSG_SPAWN_SESSION };
+    m.spawn_session.waid = (char *)waid;
+    char masked[40];
+    twilio_mask_phone(waid, masked, sizeof masked);
+    SLOG_INFO("sweep.orphan", "waid=%s", masked);
+    souk_actor_send(self->actor, &m);
+    return 0;
+}
+
+static void s_sweep(sender_t *self)
+{
+    int64_t now = souk_now_ms();
+    if (self->swept_ms && now - self->swept_ms < SWEEP_MS)
+        return;
+    int64_t age = self->cfg->multi_node ? 2 * self->cfg->lease_ms : SWEEP_AGE_MS;
+    int64_t before = self->swept_ms ? souk_wall_ms() - age : souk_wall_ms();
+    self->swept_ms = now;
+    int rc = store_inbound_stale(self->store, before, SWEEP_BATCH, s_on_stale, self);
+    if (rc != SOUK_OK)
+        SLOG_WARN("sweep", "err=%s", souk_errname(rc));
+}
+
 static int s_on_scan(zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop; (void)timer_id;
     s_pump(arg);
+    s_sweep(arg);
     return 0;
 }
 
@@ -323,7 +360,7 @@ static int s_open(sender_t *self, souk_config_t *cfg)
         SLOG_ERROR("sender.bind", "endpoint=%s", ep);
         return 1;
     }
-    int rc = store_open(cfg->store, cfg->data_dir, NULL, &self->store, err, sizeof err);
+    int rc = store_open(cfg->store, cfg->store_dir, NULL, &self->store, err, sizeof err);
     if (rc != SOUK_OK) {
         SLOG_ERROR("sender.store", "err=%s detail=\"%s\"", souk_errname(rc), err);
         return rc == SOUK_ECONFIG || rc == SOUK_EINVAL ? SOUK_EXIT_CONFIG : 1;

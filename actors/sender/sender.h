@@ -55,6 +55,7 @@ struct sender_s {
     bool pumping, pump_again, paced_out, started, stopping;
     uint64_t sent, depth;
     int64_t last_ms;
+    int64_t swept_ms;        /* monotonic: the last look for orphaned messages; 0: none yet */
 };
 
 /* ---- sender.c -------------------------------------------------------------- */

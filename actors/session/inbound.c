@@ -82,6 +82,25 @@ int session_inbound_touch(session_t *self, const char *msg_sid, const char *body
     return rc == SOUK_EEXISTS ? SOUK_OK : rc;
 }
 
+/* A message this session answers joins the turn. Without the lease
+ * (another node's session answers this user: lease.c) the gateway answers
+ * the webhook with nothing now, and the holder takes the message up from
+ * the store. */
+static int s_take(session_t *self, const souk_inbound_t *in, bool *added)
+{
+    if (!self->lease_held) {
+        souk_msg_t m = { .type = SOUK_MSG_DEFER };
+        m.defer.msg_sid = in->msg_sid;
+        m.defer.text = (char *)"";
+        session_send_gateway(self, &m);
+        SLOG_INFO("session.left_to_holder", "sid=%s", in->msg_sid);
+        return SOUK_OK;
+    }
+    int rc = session_turn_add(self, in->msg_sid, in->request_id, in->body, in->num_media);
+    *added = rc == SOUK_OK;
+    return rc;
+}
+
 static void s_accepted(session_t *self, const char *msg_sid, bool duplicate)
 {
     souk_msg_t m = { .type = SOUK_MSG_ACCEPTED };
@@ -113,10 +132,8 @@ static int s_handle_known(session_t *self, const souk_inbound_t *in, const char 
         if (rc == SOUK_OK) {
             SLOG_INFO("session.inbound_pending_again", "sid=%s", in->msg_sid);
             s_accepted(self, in->msg_sid, false);
-            if (!session_turn_has(self, in->msg_sid)) {
-                rc = session_turn_add(self, in->msg_sid, in->request_id, in->body, in->num_media);
-                *added = rc == SOUK_OK;
-            }
+            if (!session_turn_has(self, in->msg_sid))
+                rc = s_take(self, in, added);
         }
     } else {
         char key[SOUK_CAP_ID + 3];
@@ -175,8 +192,7 @@ void session_inbound_handle(session_t *self, const souk_inbound_t *in)
             SLOG_INFO("session.accepted", "sid=%s from=%s media=%llu len=%zu", in->msg_sid, from,
                       (unsigned long long)in->num_media, strlen(in->body));
             s_accepted(self, in->msg_sid, false);
-            rc = session_turn_add(self, in->msg_sid, in->request_id, in->body, in->num_media);
-            added = rc == SOUK_OK;
+            rc = s_take(self, in, &added);
         }
     }
     free(media);

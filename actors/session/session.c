@@ -63,6 +63,8 @@ static int64_t s_earliest(int64_t a, int64_t b)
 void session_schedule(session_t *self)
 {
     int64_t due = s_earliest(session_turn_due(self), session_reply_due(self));
+    if (!self->draining)
+        due = s_earliest(due, session_lease_due(self));
     if (self->draining)
         due = s_earliest(due, self->drain_deadline_ms);
     else if (!session_busy(self))
@@ -159,6 +161,7 @@ static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
     int64_t turn_due = session_turn_due(self);
     if (turn_due && turn_due <= now)
         session_turn_run(self);
+    session_lease_tick(self);
     session_reply_reoffer(self, false);
     if (self->exit_code)
         return -1;
@@ -353,7 +356,7 @@ static int s_self_init(session_t *self, const souk_config_t *cfg, const char *na
         return 1;
     char err[256] = "";
     store_options_t opt = { .cache_kib = SESSION_STORE_CACHE_KIB };
-    int rc = store_open(cfg->store, cfg->data_dir, &opt, &self->store, err, sizeof err);
+    int rc = store_open(cfg->store, cfg->store_dir, &opt, &self->store, err, sizeof err);
     if (rc != SOUK_OK) {
         SLOG_ERROR("session.store_open", "err=%s reason=\"%s\"", souk_errname(rc), err);
         return rc == SOUK_ECONFIG || rc == SOUK_EINVAL ? SOUK_EXIT_CONFIG : 1;
@@ -383,8 +386,11 @@ int session_main(souk_config_t *cfg, const char *name, const char *arg)
     if (code == 0) {
         SLOG_INFO("session.ready", "pid=%d", (int)getpid());
         s_send_hello(&self);
-        /* Offers first: a resumed turn may find its row among them. */
-        if (session_reply_resume(&self) != SOUK_OK || session_turn_resume(&self) != SOUK_OK)
+        session_lease_start(&self);
+        /* Offers first: a resumed turn may find its row among them. The
+         * user's pending work is the lease holder's. */
+        if (session_reply_resume(&self) != SOUK_OK
+            || (self.lease_held && session_turn_resume(&self) != SOUK_OK))
             code = 1;
     }
     if (code == 0) {
@@ -392,6 +398,7 @@ int session_main(souk_config_t *cfg, const char *name, const char *arg)
         zloop_start(self.loop);
         code = self.exit_code;
     }
+    session_lease_end(&self);
     s_self_destroy(&self);
     return code;
 }

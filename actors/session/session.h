@@ -8,6 +8,7 @@
  *              steps of an answer, resume after a crash
  *   reply.c    offers waiting for the gateway's verdict, verdicts, re-offers
  *   answer.c   what the session says (the help text; the agent replaces it)
+ *   lease.c    several nodes: which session answers a user
  *
  * Everything runs on the loop's one thread; no function here blocks on the
  * network, only on the store. */
@@ -86,6 +87,11 @@ typedef struct {
     bool draining;
     int64_t drain_deadline_ms;
     int exit_code;        /* 0, or 1 after a failure that ends the loop */
+
+    /* several nodes (cfg->multi_node): the user's lease, see lease.c */
+    bool lease_held;      /* this session answers the user (always, single node) */
+    int64_t lease_due_ms; /* monotonic: renew (held) or try again (not held) */
+    int64_t poll_due_ms;  /* monotonic: look for messages other nodes stored */
 } session_t;
 
 /* ---- session.c ---------------------------------------------------------- */
@@ -129,6 +135,32 @@ void session_turn_run(session_t *self);
 int session_turn_resume(session_t *self);
 /* Frees the turn's messages. */
 void session_turn_clear(session_t *self);
+
+/* Adds to the current turn the pending messages it lacks: those another
+ * node stored while this session held the lease. Returns SOUK_OK or the
+ * store's error; *added (may be NULL) counts them. */
+int session_turn_adopt(session_t *self, size_t *added);
+
+/* ---- lease.c ------------------------------------------------------------ */
+
+/* With several nodes on one store, one session at a time answers a user:
+ * the one holding the lease "session#<waid>" (a conditional write with an
+ * expiry, renewed while it lives). A session without it stores and
+ * acknowledges the user's messages and leaves them to the holder, which
+ * picks them up from the store; it takes the lease over when the holder's
+ * node dies (the lease expires). On one node the lease is never taken and
+ * the session always answers. */
+
+/* Start-up: takes the lease if it can. */
+void session_lease_start(session_t *self);
+/* Monotonic time of the next lease chore (renew, retry, poll); 0: none. */
+int64_t session_lease_due(const session_t *self);
+/* Timer: renews or tries again; the holder adopts what other nodes stored,
+ * and a session that just took the lease over resumes the user's pending
+ * work. */
+void session_lease_tick(session_t *self);
+/* Exit: gives the lease back so another node need not wait for it. */
+void session_lease_end(session_t *self);
 
 /* ---- reply.c ------------------------------------------------------------ */
 

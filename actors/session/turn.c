@@ -281,6 +281,8 @@ static uint64_t s_media_count(const char *media_json)
 static int s_resume_one(const store_inbound_t *m, void *arg)
 {
     session_t *self = arg;
+    if (session_turn_has(self, m->msg_sid))
+        return 0;
     int rc = session_inbound_touch(self, m->msg_sid, m->body, NULL, NULL, NULL, m->received_ms);
     if (rc == SOUK_OK && self->turn_len == SESSION_TURN_MAX) {
         rc = s_answer(self, self->turn, self->turn_len);
@@ -305,5 +307,18 @@ int session_turn_resume(session_t *self)
     if (rc != SOUK_OK)
         SLOG_ERROR("session.resume_failed", "err=%s store=\"%s\"", souk_errname(rc),
                    store_last_error(self->store));
+    return rc;
+}
+
+int session_turn_adopt(session_t *self, size_t *added)
+{
+    size_t before = self->turn_len;
+    int rc = store_inbound_pending(self->store, self->waid, s_resume_one, self);
+    /* a full turn answered on the way counts its messages too */
+    size_t n = self->turn_len >= before ? self->turn_len - before : self->turn_len;
+    if (added)
+        *added = n;
+    if (rc == SOUK_OK && n)
+        SLOG_INFO("session.adopted", "messages=%zu turn=%zu", n, self->turn_len);
     return rc;
 }

@@ -197,7 +197,7 @@ static int s_open(self_t *self, int index)
     int64_t busy = 2 * cfg->heartbeat_ms;
     store_options_t opt = { .cache_kib = STORE_CACHE_KIB,
                             .busy_timeout_ms = (int)(busy < 200 ? 200 : busy > 5000 ? 5000 : busy) };
-    int rc = store_open(cfg->store, cfg->data_dir, &opt, &self->store, err, sizeof err);
+    int rc = store_open(cfg->store, cfg->store_dir, &opt, &self->store, err, sizeof err);
     if (rc != SOUK_OK) {
         SLOG_ERROR("tool.store", "err=%s detail=\"%s\"", souk_errname(rc), err);
         return rc == SOUK_ECONFIG || rc == SOUK_EINVAL ? SOUK_EXIT_CONFIG : 1;

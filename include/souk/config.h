@@ -44,7 +44,10 @@
     V(SOUK_AGENT, enum, agent, "builtin", 0, 0, "Who answers: builtin (the shop assistant) or echo (a help text echoing the message: checks the channel without the shop)") \
     V(SOUK_SHOP_NAME, str, shop_name, "Souk Demo Shop", 0, 0, "The shop's name, as the assistant says it") \
     V(SOUK_MERCHANT_WHATSAPP, str, merchant_whatsapp, "", 0, 0, "Merchant's WhatsApp number for new-order and ticket notifications") \
-    V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs")
+    V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs") \
+    V(SOUK_STORE_DIR, str, store_dir, "", 0, 0, "Folder of the SQLite database (souk.db); empty: SOUK_DATA. Nodes on one machine may share it") \
+    V(SOUK_NODE_ID, str, node_id, "", 0, 0, "This node's name among several sharing one database; set (or SOUK_STORE=dynamodb, where it defaults to hostname:port) turns on session leases") \
+    V(SOUK_LEASE_MS, int, lease_ms, "15000", 1000, 600000, "Several nodes: how long a user's session lease lasts without renewal (a dead node's users move after this)")
 
 /* Choices of the enum variables, checked at load. */
 #define SOUK_CONFIG_CHOICES(C)                                               \
@@ -65,6 +68,7 @@ typedef struct {
 #undef V
     char run_dir[256];  /* <data_dir>/run: ipc sockets live here */
     bool token_generated; /* twilio_auth_token came from the data folder */
+    bool multi_node;      /* several nodes share the store: sessions take leases */
 } souk_config_t;
 
 /* Loads the configuration: `file` (NULL for none) is read and its values

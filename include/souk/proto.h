@@ -49,7 +49,7 @@
     X(INBOUND,       inbound,       "gateway -> session: a verified message") \
     X(ACCEPTED,      accepted,      "session -> gateway: persisted (or dup)") \
     X(MERGED,        merged,        "session -> gateway: answered in a later turn") \
-    X(DEFER,         defer,         "session -> gateway: acknowledge now, answer later") \
+    X(DEFER,         defer,         "session -> gateway: acknowledge now (empty text: with nothing), answer later") \
     X(REPLY_OFFER,   reply_offer,   "session -> gateway: answer is ready")   \
     X(REPLY_VERDICT, reply_verdict, "gateway -> session: inline or REST")    \
     X(INLINE_ACK,    inline_ack,    "session -> gateway: inline recorded, write it") \

@@ -425,6 +425,13 @@ int store_ticket_close(store_t *self, const char *ticket_id, const char *waid, i
 int store_ticket_list_user(store_t *self, const char *waid, store_ticket_cb cb, void *arg);
 int store_ticket_list_all(store_t *self, store_ticket_cb cb, void *arg);
 
+/* Users with a message still `received` since before before_ms: work whose
+ * session died with it (a whole node or souk killed), which nobody will pick
+ * up until the user writes again. Calls cb once per user (each at most
+ * once per call), at most `limit` users (1..1000), in no set order. */
+typedef int (*store_waid_cb)(const char *waid, void *arg);
+int store_inbound_stale(store_t *self, int64_t before_ms, int limit, store_waid_cb cb, void *arg);
+
 /* ---- leases (multi-node ownership of a name, e.g. a user's session) ----- */
 
 /* Takes or renews `name` for owner until now_ms + ttl_ms (ttl_ms >= 1) if it
@@ -454,6 +461,8 @@ typedef struct {
     int (*inbound_finish)(store_impl_t *h, const char *msg_sid, store_inbound_state_t to,
                           const char *turn_sid);
     int (*inbound_pending)(store_impl_t *h, const char *waid, store_inbound_cb cb, void *arg);
+    int (*inbound_stale)(store_impl_t *h, int64_t before_ms, int limit, store_waid_cb cb,
+                         void *arg);
     int (*history_append)(store_impl_t *h, const store_history_t *e);
     int (*history_recent)(store_impl_t *h, const char *waid, int n, store_history_cb cb, void *arg);
     int (*outbox_put)(store_impl_t *h, const store_outbox_t *o, store_outbox_t *existing);
