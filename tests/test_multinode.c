@@ -44,6 +44,7 @@
 #define QUIET_MS 800
 
 typedef struct {
+    char sid[35];
     char token[16];
     int inline_hits, rest_hits;
     char answer[16];
@@ -104,7 +105,7 @@ static void s_send(cluster_t *c, int node, int user, int k)
     snprintf(name, sizeof name, "U%d", user);
     snprintf(text, sizeof text, "hello %s", m->token);
     harness_reply_t r = { 0 };
-    assert_int_equal(harness_send(&c->nodes[node], waid, name, text, NULL, NULL, &r), 0);
+    assert_int_equal(harness_send(&c->nodes[node], waid, name, text, NULL, m->sid, &r), 0);
     assert_int_equal(r.status, 200);
     snprintf(m->answer, sizeof m->answer, "%s", r.answer);
     for (int i = 0; r.message && i < c->nmsgs; i++)
@@ -177,8 +178,9 @@ static void s_assert_one_reply_each(const cluster_t *c)
     assert_int_equal(bad, 0);
 }
 
-/* How many times `needle` occurs in node i's serve log. */
-static int s_log_count(const cluster_t *c, int i, const char *needle)
+/* How many lines of node i's serve log hold `needle` (and `also`, when
+ * not NULL). */
+static int s_log_count2(const cluster_t *c, int i, const char *needle, const char *also)
 {
     FILE *f = fopen(c->nodes[i].log_path, "r");
     if (!f)
@@ -186,10 +188,15 @@ static int s_log_count(const cluster_t *c, int i, const char *needle)
     char line[4096];
     int n = 0;
     while (fgets(line, sizeof line, f))
-        if (strstr(line, needle))
+        if (strstr(line, needle) && (!also || strstr(line, also)))
             n++;
     fclose(f);
     return n;
+}
+
+static int s_log_count(const cluster_t *c, int i, const char *needle)
+{
+    return s_log_count2(c, i, needle, NULL);
 }
 
 static void test_spread(void **state)
@@ -211,7 +218,15 @@ static void test_spread(void **state)
     }
     printf("# spread: %d messages, %d turns, %d left to the holder\n", c->nmsgs, turns, left);
     assert_true(left >= USERS * (PER_USER - 2));
-    assert_true(turns <= c->nmsgs);
+    /* no message was the last of two turns, on one node or two */
+    for (int k = 0; k < c->nmsgs; k++) {
+        char sid[48];
+        snprintf(sid, sizeof sid, "sid=%s ", c->msgs[k].sid);
+        int runs = 0;
+        for (int i = 0; i < NODES; i++)
+            runs += s_log_count2(c, i, "session.turn ", sid);
+        assert_true(runs <= 1);
+    }
     for (int i = 0; i < c->nmsgs; i++)
         if (strcmp(c->msgs[i].answer, "later") == 0)
             assert_int_equal(c->msgs[i].inline_hits, 0);
