@@ -3,6 +3,7 @@
 #include "souk/endpoints.h"
 #include "souk/error.h"
 #include "souk/log.h"
+#include "souk/metrics.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -135,8 +136,21 @@ int souk_actor_heartbeat(souk_actor_t *self, const souk_actor_stats_t *stats)
     m.heartbeat.handled = stats->handled;
     m.heartbeat.depth = stats->depth;
     m.heartbeat.idle_ms = stats->idle_ms;
-    m.heartbeat.metrics = (char *)(stats->metrics ? stats->metrics : "");
-    return souk_msg_send(self->control, NULL, 0, &m, ZMQ_DONTWAIT);
+    /* the process registry (souk/metrics.h), then the caller's own lines */
+    char *fragment = souk_metrics_render();
+    char *joined = NULL;
+    if (fragment && stats->metrics && *stats->metrics
+        && asprintf(&joined, "%s%s", fragment, stats->metrics) < 0)
+        joined = NULL;
+    m.heartbeat.metrics = joined ? joined
+                        : fragment && *fragment ? fragment
+                        : (char *)(stats->metrics ? stats->metrics : "");
+    if (strlen(m.heartbeat.metrics) > SOUK_CAP_DOC)
+        m.heartbeat.metrics = ""; /* a heartbeat must never fail for its metrics */
+    int rc = souk_msg_send(self->control, NULL, 0, &m, ZMQ_DONTWAIT);
+    free(joined);
+    free(fragment);
+    return rc;
 }
 
 int souk_actor_event(souk_actor_t *self, const char *kind, const char *detail)
