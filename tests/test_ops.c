@@ -361,6 +361,10 @@ static void logs_request_id_to_sender(void **state)
     char *body = NULL;
     assert_int_equal(harness_wait_outbound(&h, "15550003001", WAIT_MS, &body), 0);
     free(body);
+    /* and the figures of that path: the sender's, the outbox's, the session's */
+    assert_true(s_await(&h, "souk_sends_total{channel=\"console\",result=\"sent\"}", 1) >= 1);
+    assert_true(s_await(&h, "souk_reply_duration_seconds_count{path=\"later\"}", 1) >= 1);
+    assert_true(s_await(&h, "souk_outbox_messages{state=\"sent\"}", 1) >= 1);
     char *log = s_stop_with_log(&h);
     assert_non_null(log);
     char req[64];

@@ -47,6 +47,10 @@
 #define DUE_BATCH 200
 #define STATUS_PATH "/webhooks/whatsapp/status"
 #define REQUESTS_MAX 4096 /* request ids remembered from hints */
+/* The outbox is counted by state this often, for souk_outbox_messages: a
+ * scan of the whole table, so not on every pump (and a scrape never waits
+ * for it). */
+#define OUTBOX_COUNT_MS 5000
 
 static void s_pump(sender_t *self);
 
@@ -261,10 +265,27 @@ static void s_pump(sender_t *self)
     self->pumping = false;
 }
 
+static void s_count_outbox(sender_t *self)
+{
+    int64_t now = souk_now_ms();
+    if (self->counted_ms && now - self->counted_ms < OUTBOX_COUNT_MS)
+        return;
+    self->counted_ms = now;
+    int64_t counts[STORE_OUTBOX_STATES];
+    if (store_outbox_count(self->store, counts) != SOUK_OK)
+        return;
+    for (int i = 0; i < STORE_OUTBOX_STATES; i++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "state=\"%s\"", store_outbox_state_name((store_outbox_state_t)i));
+        souk_metric_set("souk_outbox_messages", labels, (double)counts[i]);
+    }
+}
+
 static int s_on_scan(zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop; (void)timer_id;
     s_pump(arg);
+    s_count_outbox(arg);
     return 0;
 }
 

@@ -57,6 +57,7 @@ struct sender_s {
     bool pumping, pump_again, paced_out, started, stopping;
     uint64_t sent, depth;
     int64_t last_ms;
+    int64_t counted_ms;      /* the outbox was last counted by state (monotonic) */
 };
 
 /* ---- sender.c -------------------------------------------------------------- */
