@@ -548,6 +548,50 @@ static void unit_verifies(void **state)
     nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static int s_souk(const char *env, const char *args, char **out, char **err);
+
+/* No Docker engine runs here: the Dockerfile is checked by reading it for
+ * what the issue asks (a multi-stage Debian 12 slim build that runs the
+ * README's test script, a non-root runtime, PORT, SIGTERM, HEALTHCHECK). */
+static void dockerfile_reads_right(void **state)
+{
+    (void)state;
+    const char *src = getenv("SOUK_SRC");
+    char path[512];
+    snprintf(path, sizeof path, "%s/Dockerfile", src);
+    char *d = s_read_file(path);
+    assert_non_null(d);
+    const char *build = strstr(d, "FROM debian:12-slim AS build");
+    assert_non_null(build);
+    const char *runtime = strstr(build + 1, "\nFROM debian:12-slim\n");
+    assert_non_null(runtime);
+    const char *test = strstr(build, "./scripts/test");
+    assert_true(test && test < runtime); /* tests run in the build stage */
+    assert_non_null(strstr(build, "./scripts/setup"));
+    const char *user = strstr(runtime, "\nUSER ");
+    assert_non_null(user);
+    assert_null(strstr(user, "USER root"));
+    assert_non_null(strstr(runtime, "HEALTHCHECK"));
+    assert_non_null(strstr(runtime, "/healthz"));
+    assert_non_null(strstr(runtime, "PORT"));
+    assert_non_null(strstr(runtime, "STOPSIGNAL SIGTERM"));
+    assert_non_null(strstr(runtime, "ENTRYPOINT [\"/usr/local/bin/souk\"]")); /* exec form: PID 1 */
+    assert_non_null(strstr(runtime, "CMD [\"serve\"]"));
+    free(d);
+    snprintf(path, sizeof path, "%s/.dockerignore", src);
+    d = s_read_file(path);
+    assert_non_null(d);
+    assert_non_null(strstr(d, "build"));
+    assert_non_null(strstr(d, ".git"));
+    free(d);
+    /* souk honours PORT when SOUK_PORT is unset (Cloud Run) */
+    char *out, *err;
+    assert_int_equal(s_souk("PORT=9191", "config", &out, &err), 0);
+    assert_non_null(strstr(out, "SOUK_PORT=9191"));
+    free(out);
+    free(err);
+}
+
 /* ---- configuration --------------------------------------------------------------- */
 
 /* Runs `souk ARGS` with extra env; returns the exit code, *err its stderr. */
@@ -655,6 +699,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(logs_json_and_level),
         cmocka_unit_test(notify_protocol),
         cmocka_unit_test(unit_verifies),
+        cmocka_unit_test(dockerfile_reads_right),
         cmocka_unit_test(config_errors_name_the_variable),
         cmocka_unit_test(config_file_and_env),
     };
