@@ -302,15 +302,18 @@ static void metrics_count_hung_actor(void **state)
 
 /* ---- logs ------------------------------------------------------------------- */
 
-/* The request id of the gateway's http.inbound line for this sid. */
-static bool s_request_of(const char *log, const char *sid, char *req, size_t len)
+/* The request id of the gateway's `event` line that mentions sid. */
+static bool s_request_of_event(const char *log, const char *event, const char *sid, char *req,
+                               size_t len)
 {
     for (const char *p = log; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
         const char *end = strchr(p, '\n');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         char line[2048];
         snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
-        if (!strstr(line, "event=http.inbound") || !strstr(line, sid))
+        char want[64];
+        snprintf(want, sizeof want, "event=%s ", event);
+        if (!strstr(line, want) || !strstr(line, sid))
             continue;
         const char *r = strstr(line, " req=");
         if (!r)
@@ -319,6 +322,11 @@ static bool s_request_of(const char *log, const char *sid, char *req, size_t len
         return true;
     }
     return false;
+}
+
+static bool s_request_of(const char *log, const char *sid, char *req, size_t len)
+{
+    return s_request_of_event(log, "http.inbound", sid, req, len);
 }
 
 /* Whether some line of `actor` carries req=<req>. */
@@ -365,7 +373,21 @@ static void logs_request_id_to_sender(void **state)
     assert_true(s_await(&h, "souk_sends_total{channel=\"console\",result=\"sent\"}", 1) >= 1);
     assert_true(s_await(&h, "souk_reply_duration_seconds_count{path=\"later\"}", 1) >= 1);
     assert_true(s_await(&h, "souk_outbox_messages{state=\"sent\"}", 1) >= 1);
+    /* a status callback's request id reaches the sender's line about it */
+    const char *status_sid = "SM0123456789abcdef0123456789abcdee";
+    char form[256], sig[64];
+    snprintf(form, sizeof form, "MessageSid=%s&MessageStatus=delivered&AccountSid=AC1", status_sid);
+    assert_int_equal(harness_sign("/webhooks/whatsapp/status", form, sig), 0);
+    assert_int_equal(harness_post_raw(&h, "/webhooks/whatsapp/status",
+                                      "application/x-www-form-urlencoded", form, sig, &r), 0);
+    assert_int_equal(r.status, 200);
+    harness_reply_clear(&r);
+    assert_true(s_await(&h, "souk_webhook_requests_total{route=\"/webhooks/whatsapp/status\",status=\"200\"}", 1) >= 1);
+    assert_true(s_await(&h, "souk_delivery_updates_total{status=\"delivered\"}", 1) >= 1);
     char *log = s_stop_with_log(&h);
+    char status_req[64];
+    assert_true(s_request_of_event(log, "http.status", status_sid, status_req, sizeof status_req));
+    assert_true(s_actor_has(log, "sender", status_req));
     assert_non_null(log);
     char req[64];
     assert_true(s_request_of(log, sid, req, sizeof req));

@@ -545,6 +545,7 @@ static void s_status(gw_t *gw, pss_t *pss, const twilio_form_t *form)
     m.delivery.status = (char *)status;
     m.delivery.error_code = code && s_is_number(code) ? strtoll(code, NULL, 10) : 0;
     m.delivery.ts_ms = (uint64_t)souk_wall_ms();
+    m.delivery.request_id = pss->request_id;
     /* never wait: a full queue is answered 503, the honest answer */
     if (souk_msg_send(gw->sender, NULL, 0, &m, ZMQ_DONTWAIT) != SOUK_OK) {
         s_reject(pss, 503, "cannot queue the status update now");

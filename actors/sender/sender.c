@@ -296,6 +296,9 @@ static void s_handle_delivery(sender_t *self, const souk_delivery_t *d)
     store_outbox_state_t st;
     bool known = store_outbox_state_parse(d->status, &st) == SOUK_OK
         && st != STORE_OUTBOX_OFFERED && st != STORE_OUTBOX_INLINE;
+    char labels[48];
+    snprintf(labels, sizeof labels, "status=\"%s\"", known ? d->status : "other");
+    souk_metric_add("souk_delivery_updates_total", labels, 1);
     if (!known) {
         SLOG_INFO("delivery.ignored", "sid=%s status=%s", d->message_sid, d->status);
         return;
@@ -333,8 +336,11 @@ static int s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
             hint = true;
             s_remember_request(self, &m.send_hint);
         }
-        else if (m.type == SOUK_MSG_DELIVERY)
+        else if (m.type == SOUK_MSG_DELIVERY) {
+            souk_log_request(*m.delivery.request_id ? m.delivery.request_id : NULL);
             s_handle_delivery(self, &m.delivery);
+            souk_log_request(NULL);
+        }
         else
             SLOG_WARN("sender.unexpected", "type=%s", souk_msg_name(m.type));
         souk_msg_clear(&m);

@@ -47,6 +47,7 @@
     X(souk_send_duration_seconds, histogram, "Outbound send time: request to Twilio (or the webhook) until its answer") \
     X(souk_send_errors_total, counter, "Outbound sends that got an error, by Twilio error code (or HTTP status)") \
     X(souk_outbox_messages, gauge, "Outbox rows by state") \
+    X(souk_delivery_updates_total, counter, "Twilio status callbacks received by the sender, by status") \
     X(souk_sessions_live, gauge, "Live session actors") \
     X(souk_quarantined_users, gauge, "Users quarantined after repeated session crashes") \
     X(souk_actor_restarts_total, counter, "Actor restarts, by role") \

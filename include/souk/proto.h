@@ -108,7 +108,7 @@
     F(str, outbox_key, SOUK_CAP_ID) F(str, request_id, SOUK_CAP_ID)
 #define SOUK_FIELDS_delivery(F)                                              \
     F(str, message_sid, SOUK_CAP_ID) F(str, status, SOUK_CAP_NAME)           \
-    F(i64, error_code, 0) F(u64, ts_ms, 0)
+    F(i64, error_code, 0) F(u64, ts_ms, 0) F(str, request_id, SOUK_CAP_ID)
 #define SOUK_FIELDS_tool_call(F)                                             \
     F(str, call_id, SOUK_CAP_ID) F(str, waid, SOUK_CAP_ID)                   \
     F(str, tool, SOUK_CAP_NAME) F(str, args, SOUK_CAP_TEXT)                  \
