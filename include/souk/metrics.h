@@ -12,12 +12,22 @@
  *     souk_metric_observe("souk_llm_request_duration_seconds", "", seconds);
  *
  * and nothing else: souk_actor_heartbeat() sends the registry (samples only,
- * souk_metrics_render) with every heartbeat. To wire a new counter in (an
- * LLM client's tokens, the voice decoder's time, a DynamoDB or Pinecone
- * client's requests): add its line at the end of SOUK_METRICS (names:
- * souk_ prefix, _total for counters, _seconds for durations) and call the
- * one-liner where the event happens. A name that is not in the table is
- * refused (SOUK_EINVAL), so every exposed family is documented.
+ * souk_metrics_render) with every heartbeat. The families of the clients
+ * being added (LLM, voice, DynamoDB, Pinecone) are declared already, so
+ * wiring one in is the one-liner where the event happens, e.g.
+ *
+ *     souk_metric_add("souk_llm_tokens_total", "kind=\"prompt\"", usage.prompt_tokens);
+ *     souk_metric_add("souk_llm_requests_total", "result=\"ok\"", 1);
+ *     souk_metric_observe("souk_llm_request_duration_seconds", "", secs);
+ *     souk_metric_observe("souk_voice_transcription_duration_seconds", "", secs);
+ *     souk_metric_observe("souk_store_request_duration_seconds", "op=\"PutItem\"", secs);
+ *     souk_metric_observe("souk_vector_query_duration_seconds", "", secs);
+ *
+ * (the library's code may count too: src/ knows no actor, only this
+ * registry). Anything else: add its line at the end of SOUK_METRICS
+ * (names: souk_ prefix, _total for counters, _seconds for durations). A
+ * name that is not in the table is refused (SOUK_EINVAL), so every exposed
+ * family is documented.
  *
  * Consumer side — the supervisor. A souk_metrics_merge_t adds up the
  * fragments of every actor by series (name and labels): counters and
@@ -43,6 +53,10 @@
     X(souk_tool_call_duration_seconds, histogram, "Tool call execution time, by tool") \
     X(souk_llm_request_duration_seconds, histogram, "LLM request time") \
     X(souk_llm_tokens_total, counter, "LLM tokens used, by kind (prompt, completion)") \
+    X(souk_llm_requests_total, counter, "LLM requests, by result (ok, error, timeout)") \
+    X(souk_voice_transcription_duration_seconds, histogram, "Voice note download and transcription time") \
+    X(souk_store_request_duration_seconds, histogram, "Remote store requests (DynamoDB), by operation") \
+    X(souk_vector_query_duration_seconds, histogram, "Remote vector index queries (Pinecone)") \
     X(souk_sends_total, counter, "Outbound sends, by channel (twilio, console, webhook) and result") \
     X(souk_send_duration_seconds, histogram, "Outbound send time: request to Twilio (or the webhook) until its answer") \
     X(souk_send_errors_total, counter, "Outbound sends that got an error, by Twilio error code (or HTTP status)") \
