@@ -170,6 +170,7 @@ typedef struct gw_metrics gw_metrics_t;
 typedef struct gw gw_t;
 
 gw_metrics_t *gw_metrics_new(gw_t *gw);
+/* Only after lws_context_destroy. */
 void gw_metrics_destroy(gw_metrics_t **self_p);
 /* GET /metrics on `http`: answered (gw_http_answer) when the supervisor's
  * METRICS_REP comes, or 503 after GW_METRICS_WAIT_MS. */

@@ -45,7 +45,8 @@ void gw_metrics_destroy(gw_metrics_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    lws_sul_cancel(&(*self_p)->sul_wait);
+    /* after lws_context_destroy (which closes the waiting connections, and
+     * owned the timer list): nothing to cancel any more */
     free(*self_p);
     *self_p = NULL;
 }
