@@ -295,7 +295,10 @@ void sup_child_message(sup_t *sup, sup_child_t *c, const souk_msg_t *m)
         c->depth = m->heartbeat.depth;
         c->idle_ms = m->heartbeat.idle_ms;
         c->heartbeat_ms = now;
-        sup_metrics_heartbeat(c, m->heartbeat.metrics);
+        /* a heartbeat still queued from a process reaped since must not
+         * bring back counts already folded into the retired totals */
+        if (c->pid && c->hello)
+            sup_metrics_heartbeat(c, m->heartbeat.metrics);
         break;
     default:
         break;
