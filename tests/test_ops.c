@@ -665,7 +665,8 @@ static void config_file_and_env(void **state)
     int fd = mkstemp(file);
     assert_true(fd >= 0);
     const char *text = "# souk.env\nSOUK_SHOP_NAME=From The File\nSOUK_TOOLS=3\n"
-                       "TWILIO_AUTH_TOKEN=file-secret-0123456789\n";
+                       "TWILIO_AUTH_TOKEN=file-secret-0123456789\n"
+                       "SOUK_MERCHANT_WEBHOOK=https://shop:hook-password@hooks.example.org/new\n";
     assert_true(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
     close(fd);
     char args[256], *out, *err;
@@ -676,6 +677,9 @@ static void config_file_and_env(void **state)
     assert_non_null(strstr(out, "SOUK_TOOLS=3"));
     assert_non_null(strstr(out, "TWILIO_AUTH_TOKEN=(set)"));
     assert_null(strstr(out, "file-secret"));
+    /* so are a URL's credentials */
+    assert_null(strstr(out, "hook-password"));
+    assert_non_null(strstr(out, "SOUK_MERCHANT_WEBHOOK=https://(credentials hidden)@hooks.example.org/new"));
     free(out);
     free(err);
     /* the environment wins over the file */
