@@ -27,6 +27,8 @@ EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD curl -fsS "http://127.0.0.1:${SOUK_PORT:-${PORT:-8080}}/healthz" || exit 1
 # souk serve is PID 1: it handles SIGTERM itself (drain, stop children, exit 0)
-# and reaps its children.
+# and reaps its children (and any orphan handed to PID 1). Its drain
+# (SOUK_DRAIN_MS, 5 s) fits Docker's 10 s and Cloud Run's 10 s stop timeouts.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/souk"]
 CMD ["serve"]

@@ -3,6 +3,7 @@
 #include "souk/endpoints.h"
 #include "souk/error.h"
 #include "souk/log.h"
+#include "souk/metrics.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #define MONITORS_MAX 8
+#define METRICS_RESEND 10 /* an unchanged metrics fragment is sent again after this many heartbeats */
 #define MONITOR_EVENTS                                                       \
     (ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED         \
      | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL \
@@ -31,6 +33,8 @@ struct souk_actor {
     monitor_t monitors[MONITORS_MAX];
     int nmonitors;
     souk_actor_handlers_t handlers;
+    char *metrics_sent;        /* the last metrics fragment a heartbeat carried */
+    int beats_unsent;          /* heartbeats since, that did not repeat it */
 };
 
 int64_t souk_now_ms(void)
@@ -114,6 +118,7 @@ void souk_actor_destroy(souk_actor_t **self_p)
     zsock_destroy(&self->control);
     if (self->sigfd >= 0)
         close(self->sigfd);
+    free(self->metrics_sent);
     free(self);
     *self_p = NULL;
 }
@@ -135,8 +140,35 @@ int souk_actor_heartbeat(souk_actor_t *self, const souk_actor_stats_t *stats)
     m.heartbeat.handled = stats->handled;
     m.heartbeat.depth = stats->depth;
     m.heartbeat.idle_ms = stats->idle_ms;
-    m.heartbeat.metrics = (char *)(stats->metrics ? stats->metrics : "");
-    return souk_msg_send(self->control, NULL, 0, &m, ZMQ_DONTWAIT);
+    /* the process registry (souk/metrics.h), then the caller's own lines */
+    char *fragment = souk_metrics_render();
+    char *joined = NULL;
+    if (fragment && stats->metrics && *stats->metrics
+        && asprintf(&joined, "%s%s", fragment, stats->metrics) < 0)
+        joined = NULL;
+    m.heartbeat.metrics = joined ? joined
+                        : fragment && *fragment ? fragment
+                        : (char *)(stats->metrics ? stats->metrics : "");
+    if (strlen(m.heartbeat.metrics) > SOUK_CAP_DOC)
+        m.heartbeat.metrics = ""; /* a heartbeat must never fail for its metrics */
+    /* Unchanged since the last one sent: "" (the supervisor keeps what it
+     * has), so thousands of idle sessions cost no bytes; in full every
+     * METRICS_RESEND heartbeats anyway, in case one was lost. */
+    bool same = self->metrics_sent && strcmp(self->metrics_sent, m.heartbeat.metrics) == 0;
+    const char *text = m.heartbeat.metrics;
+    if (same && ++self->beats_unsent < METRICS_RESEND)
+        m.heartbeat.metrics = "";
+    int rc = souk_msg_send(self->control, NULL, 0, &m, ZMQ_DONTWAIT);
+    if (rc == SOUK_OK && *m.heartbeat.metrics) {
+        self->beats_unsent = 0;
+        if (!same) {
+            free(self->metrics_sent);
+            self->metrics_sent = strdup(text);
+        }
+    }
+    free(joined);
+    free(fragment);
+    return rc;
 }
 
 int souk_actor_event(souk_actor_t *self, const char *kind, const char *detail)

@@ -291,11 +291,23 @@ void souk_config_clear(souk_config_t *cfg)
     memset(cfg, 0, sizeof *cfg);
 }
 
+/* A URL's credentials (https://user:password@host/) are a secret too. */
+static void print_url(FILE *f, const char *env, const char *url)
+{
+    const char *scheme = strstr(url, "://");
+    const char *host = scheme ? scheme + 3 : NULL;
+    const char *at = host ? strchr(host, '@') : NULL;
+    if (at && at < host + strcspn(host, "/?#"))
+        fprintf(f, "%s=%.*s(credentials hidden)%s\n", env, (int)(host - url), url, at);
+    else
+        fprintf(f, "%s=%s\n", env, url);
+}
+
 void souk_config_print(const souk_config_t *cfg, void *out)
 {
     FILE *f = out;
 #define PRINT_str(env, field) fprintf(f, "%s=%s\n", #env, cfg->field);
-#define PRINT_url PRINT_str
+#define PRINT_url(env, field) print_url(f, #env, cfg->field);
 #define PRINT_enum PRINT_str
 #define PRINT_secret(env, field)                                             \
     fprintf(f, "%s=%s\n", #env, *cfg->field ? (cfg->token_generated ? "(development token)" : "(set)") : "(unset)");

@@ -35,6 +35,11 @@ void souk_log_request(const char *request_id)
     snprintf(s_request, sizeof s_request, "%s", request_id ? request_id : "");
 }
 
+const char *souk_log_current_request(void)
+{
+    return s_request;
+}
+
 const char *souk_log_quote(const char *in, char *out, size_t outlen)
 {
     size_t o = 0;

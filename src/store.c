@@ -376,6 +376,15 @@ int store_outbox_due(store_t *self, store_outbox_state_t state, int64_t now_ms, 
     return self->be->outbox_due(self->impl, state, now_ms, limit, cb, arg);
 }
 
+int store_outbox_count(store_t *self, int64_t counts[STORE_OUTBOX_STATES])
+{
+    CHECK(self && counts);
+    memset(counts, 0, sizeof(int64_t) * STORE_OUTBOX_STATES);
+    if (!self->be->outbox_count)
+        return SOUK_EUNAVAIL;
+    return self->be->outbox_count(self->impl, counts);
+}
+
 int store_outbox_offered(store_t *self, const char *waid, store_outbox_cb cb, void *arg)
 {
     CHECK(self && s_waid_ok(waid) && cb);

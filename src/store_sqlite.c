@@ -190,6 +190,7 @@ static const char *const s_migrations[] = {
     Q(PRODUCT_EACH, "SELECT " PRODUCT_COLS " FROM products WHERE rowid > :after"              \
       " ORDER BY rowid LIMIT :limit")                                                         \
     Q(PRODUCT_COUNT, "SELECT count(*) FROM products")                                         \
+    Q(OUTBOX_COUNT, "SELECT state, count(*) FROM outbox GROUP BY state")                      \
     Q(PRODUCT_EXISTS, "SELECT 1 FROM products WHERE sku = ?1")                                \
     Q(PRODUCT_TAKE, "UPDATE products SET stock = stock - ?2 WHERE sku = ?1 AND stock >= ?2")  \
     Q(PRODUCT_GIVE, "UPDATE products SET stock = stock + ?2 WHERE sku = ?1")                  \
@@ -1139,6 +1140,25 @@ static int s_product_count(store_impl_t *self, int64_t *count)
     return rc;
 }
 
+static int s_outbox_count(store_impl_t *self, int64_t counts[STORE_OUTBOX_STATES])
+{
+    int rc = SOUK_OK;
+    sqlite3_stmt *st = s_prep(self, Q_OUTBOX_COUNT, &rc, "");
+    if (!st)
+        return rc;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        store_outbox_state_t state;
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (name && store_outbox_state_parse(name, &state) == SOUK_OK)
+            counts[state] = sqlite3_column_int64(st, 1);
+    }
+    if (r != SQLITE_DONE)
+        rc = s_err(self, r);
+    s_done(st);
+    return rc;
+}
+
 /* Whether sku exists: SOUK_OK, SOUK_ENOTFOUND or an error. */
 static int s_product_exists(store_impl_t *self, const char *sku)
 {
@@ -1603,6 +1623,7 @@ const store_backend_t store_sqlite_backend = {
     .product_get = s_product_get,
     .product_each = s_product_each,
     .product_count = s_product_count,
+    .outbox_count = s_outbox_count,
     .product_take = s_product_take,
     .product_give = s_product_give,
     .order_put = s_order_put,

@@ -57,6 +57,7 @@ void sup_child_destroy(sup_child_t **self_p)
     if (!self_p || !*self_p)
         return;
     sup_window_clear(&(*self_p)->window);
+    free((*self_p)->metrics);
     free(*self_p);
     *self_p = NULL;
 }
@@ -227,6 +228,7 @@ void sup_child_exited(sup_t *sup, sup_child_t *c, int status)
     sup_event(sup, "exited", c, code, sig, detail);
     s_pid_key(c->pid, key);
     zhashx_delete(sup->by_pid, key);
+    sup_metrics_retire(sup, c);
     c->pid = 0;
     c->deadline_ms = 0;
     c->exited_once = true;
@@ -293,6 +295,10 @@ void sup_child_message(sup_t *sup, sup_child_t *c, const souk_msg_t *m)
         c->depth = m->heartbeat.depth;
         c->idle_ms = m->heartbeat.idle_ms;
         c->heartbeat_ms = now;
+        /* a heartbeat still queued from a process reaped since must not
+         * bring back counts already folded into the retired totals */
+        if (c->pid && c->hello)
+            sup_metrics_heartbeat(c, m->heartbeat.metrics);
         break;
     default:
         break;

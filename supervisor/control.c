@@ -83,6 +83,7 @@ void sup_event(sup_t *sup, const char *kind, const sup_child_t *c, int code, int
     m.event.signal = sig;
     m.event.detail = (char *)detail;
     s_publish(sup, &m);
+    sup_metrics_event(kind, c);
 
     char event[80], masked[SOUK_CAP_NAME + 1], quoted[256];
     snprintf(event, sizeof event, "actor.%s", kind);
@@ -275,6 +276,16 @@ static void s_dispatch(sup_t *sup, const unsigned char *id, size_t idlen, souk_m
         char *json = s_status_json(sup);
         s_reply(sup, id, idlen, json);
         free(json);
+        break;
+    }
+    case SOUK_MSG_METRICS_REQ: {
+        char *text = sup_metrics_render(sup);
+        souk_msg_t r = { .type = SOUK_MSG_METRICS_REP };
+        r.metrics_rep.text = text && strlen(text) <= SOUK_CAP_DOC ? text : "";
+        int rc = souk_msg_send(sup->control, id, idlen, &r, ZMQ_DONTWAIT);
+        if (rc != SOUK_OK)
+            SLOG_WARN("control.unsent", "type=metrics_rep err=%s", souk_errname(rc));
+        free(text);
         break;
     }
     case SOUK_MSG_KILL:

@@ -395,7 +395,7 @@ static int s_setup(sup_t *sup)
             return SOUK_ENOMEM;
     }
     sup->by_pid = zhashx_new();
-    if (!sup->by_pid || sup_sessions_init(sup) != SOUK_OK)
+    if (!sup->by_pid || sup_sessions_init(sup) != SOUK_OK || sup_metrics_init(sup) != SOUK_OK)
         return SOUK_ENOMEM;
     int rc = sup_control_bind(sup);
     if (rc != SOUK_OK)
@@ -410,6 +410,7 @@ static void s_teardown(sup_t *sup)
     for (size_t i = 0; i < sup->tree.nspecs; i++)
         sup_child_destroy(&sup->kids[i]);
     sup_sessions_destroy(sup);
+    sup_metrics_destroy(sup);
     zhashx_destroy(&sup->by_pid);
     zsock_destroy(&sup->control);
     zsock_destroy(&sup->events);

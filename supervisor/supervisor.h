@@ -6,6 +6,7 @@
  *   sessions.c    the dynamic session group: spawn on request, cap, quarantine
  *   control.c     the control ROUTER and the events PUB: messages in, status and events out
  *   notify.c      the systemd notify protocol
+ *   metrics.c     the actors' metrics added up, for the gateway's GET /metrics
  *   supervisor.c  supervisor_main: signals, start-up and shut-down order, the poll loop
  *
  * Everything runs on the supervisor's one thread; only this folder forks. */
@@ -20,6 +21,7 @@
 #include <sys/un.h>
 
 #include "souk/config.h"
+#include "souk/metrics.h"
 #include "souk/proto.h"
 
 #define SUP_SPECS_MAX 72               /* sender + up to 64 tools + group + gateway */
@@ -159,6 +161,7 @@ typedef struct {
     int64_t heartbeat_ms;          /* when the last heartbeat came (monotonic) */
     bool respawn;                  /* session: asked for again while stopping */
     char pending[SOUK_CAP_ID + 1]; /* session: a waid waiting for this one's slot */
+    char *metrics;                 /* the current process's last metrics fragment, or NULL */
 } sup_child_t;
 
 typedef enum {
@@ -198,6 +201,7 @@ typedef struct {
     int64_t tick_at_ms;
     int64_t watchdog_at_ms;
     int64_t started_ms, started_wall_ms;
+    souk_metrics_merge_t *retired;    /* counters of actor processes that exited */
 } sup_t;
 
 /* children.c */
@@ -244,6 +248,19 @@ void sup_event(sup_t *sup, const char *kind, const sup_child_t *c, int code, int
 /* Sends to the gateway; a failure (gateway absent) is logged, not fatal. */
 int sup_send_gateway(sup_t *sup, const souk_msg_t *m);
 void sup_send_session_exit(sup_t *sup, const char *waid, int code, int sig, bool quarantined);
+
+/* metrics.c */
+int sup_metrics_init(sup_t *sup);
+void sup_metrics_destroy(sup_t *sup);
+/* Keeps the fragment of c's latest heartbeat. */
+void sup_metrics_heartbeat(sup_child_t *c, const char *fragment);
+/* c's process is gone: its counters are kept, its gauges dropped. */
+void sup_metrics_retire(sup_t *sup, sup_child_t *c);
+/* Counts a lifecycle event (restarted, hung) for its role. */
+void sup_metrics_event(const char *kind, const sup_child_t *c);
+/* The whole exposition: every actor's fragment plus the supervisor's own
+ * figures. Caller frees; NULL when out of memory. */
+char *sup_metrics_render(sup_t *sup);
 
 /* supervisor.c */
 /* Re-evaluates "every permanent child is ready" and tells the gateway and

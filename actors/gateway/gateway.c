@@ -74,6 +74,9 @@ static void s_on_control(gw_t *gw, souk_msg_t *m)
                                 m->session_exit.code < 0 && !m->session_exit.signal,
                                 souk_now_ms());
         break;
+    case SOUK_MSG_METRICS_REP:
+        gw_metrics_reply(gw->metrics, m->metrics_rep.text);
+        break;
     case SOUK_MSG_READINESS:
         if (gw->ready != m->readiness.ready)
             SLOG_INFO("gateway.readiness", "ready=%d", m->readiness.ready);
@@ -449,7 +452,8 @@ int gateway_main(souk_config_t *cfg, const char *name, const char *arg)
     gw_routing_ops_t ops = { s_deliver, s_to_session, s_to_supervisor, s_answer };
     gw.routing = gw_routing_new(&ops, &gw, cfg->reply_budget_ms, cfg->quarantine_s * 1000);
     gw.twiml_empty = twilio_twiml_empty();
-    if (!gw.routing || !gw.twiml_empty || s_sockets(&gw) < 0 || s_http(&gw, protocols) < 0) {
+    gw.metrics = gw_metrics_new(&gw);
+    if (!gw.routing || !gw.twiml_empty || !gw.metrics || s_sockets(&gw) < 0 || s_http(&gw, protocols) < 0) {
         gw.exit_code = 1;
         goto cleanup;
     }
@@ -476,6 +480,7 @@ cleanup:
     gw.done = true;
     if (gw.ctx)
         lws_context_destroy(gw.ctx); /* closes connections: routing forgets them */
+    gw_metrics_destroy(&gw.metrics);
     gw_routing_destroy(&gw.routing);
     zsock_destroy(&gw.sessions);
     zsock_destroy(&gw.sender);

@@ -6,6 +6,7 @@
  *              in-flight messages, pending requests and their budgets,
  *              verdicts — pure logic behind gw_routing_ops_t
  *   recent.c   bounded "recently seen" maps (MessageSid dedupe, verdicts)
+ *   metrics.c  GET /metrics (asks the supervisor) and the request counters
  *
  * Everything runs on one thread, in libwebsockets' loop: the reply decision
  * for a message (inline or REST) is taken exactly once, in routing.c. */
@@ -35,6 +36,7 @@
 #define GW_CONFIRM_WAIT_MS 2000        /* an inline answer waits this long for INLINE_ACK */
 #define GW_SID_MAX 64                  /* MessageSid: 1..64 letters and digits */
 #define GW_REQUEST_ID_LEN 32           /* "<8 hex>-<hex counter>" and its NUL */
+#define GW_METRICS_WAIT_MS 2000        /* GET /metrics waits this long for the supervisor */
 
 /* ---- recent: a bounded map of short keys to small values --------------------
  * Remembers the last `cap` keys inserted; inserting one more forgets the
@@ -162,9 +164,29 @@ void gw_routing_answer_all(gw_routing_t *self, int64_t now_ms);
 size_t gw_routing_pending(const gw_routing_t *self); /* requests waiting */
 size_t gw_routing_held(const gw_routing_t *self);    /* messages held or in flight */
 
+/* ---- metrics (metrics.c) ---------------------------------------------------------- */
+
+typedef struct gw_metrics gw_metrics_t;
+typedef struct gw gw_t;
+
+gw_metrics_t *gw_metrics_new(gw_t *gw);
+/* Only after lws_context_destroy. */
+void gw_metrics_destroy(gw_metrics_t **self_p);
+/* GET /metrics on `http`: answered (gw_http_answer) when the supervisor's
+ * METRICS_REP comes, or 503 after GW_METRICS_WAIT_MS. */
+void gw_metrics_scrape(gw_metrics_t *self, void *http);
+/* The connection of a waiting scrape closed. */
+void gw_metrics_gone(gw_metrics_t *self, void *http);
+/* METRICS_REP from the supervisor. */
+void gw_metrics_reply(gw_metrics_t *self, const char *text);
+/* One answered request: souk_webhook_requests_total, and for a webhook the
+ * answer-time histogram since started_us (gw_metrics_now_us). */
+void gw_metrics_request_done(const char *route, int status, int64_t started_us, bool webhook);
+int64_t gw_metrics_now_us(void);
+
 /* ---- the actor ------------------------------------------------------------------- */
 
-typedef struct {
+struct gw {
     souk_config_t *cfg;
     souk_actor_t *actor;
     zsock_t *sessions;         /* ROUTER, bound: session actors */
@@ -197,7 +219,8 @@ typedef struct {
     int64_t last_handled_ms;
 
     lws_sorted_usec_list_t sul_heartbeat, sul_budget, sul_tick, sul_drain, sul_pump;
-} gw_t;
+    gw_metrics_t *metrics;     /* GET /metrics */
+};
 
 /* http.c */
 extern const struct lws_protocols gw_http_protocol;

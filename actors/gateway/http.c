@@ -16,6 +16,7 @@
 
 #include "souk/error.h"
 #include "souk/log.h"
+#include "souk/metrics.h"
 #include "souk/twilio.h"
 
 #include <ctype.h>
@@ -30,11 +31,12 @@
 #define SIG_MAX 128
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 
-typedef enum { ROUTE_NONE, ROUTE_INBOUND, ROUTE_STATUS, ROUTE_HEALTHZ, ROUTE_READYZ } route_t;
+typedef enum { ROUTE_NONE, ROUTE_INBOUND, ROUTE_STATUS, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS } route_t;
 
 typedef struct {
     char request_id[GW_REQUEST_ID_LEN];
     route_t route;
+    int64_t started_us;       /* headers arrived (gw_metrics_now_us) */
     bool form_type;           /* Content-Type was form-urlencoded */
     char signature[SIG_MAX];  /* X-Twilio-Signature, "" when absent */
     char from[SOUK_CAP_ID + 1]; /* From, masked, for logs; "" until parsed */
@@ -111,6 +113,19 @@ static void s_reject(pss_t *pss, int status, const char *why)
     s_set_answer(pss, status, TEXT_PLAIN, text, (size_t)n);
 }
 
+/* The route as a metrics label: its path, so an operator recognises it. */
+static const char *s_route_label(route_t route)
+{
+    switch (route) {
+    case ROUTE_INBOUND: return PATH_INBOUND;
+    case ROUTE_STATUS: return PATH_STATUS;
+    case ROUTE_HEALTHZ: return "/healthz";
+    case ROUTE_READYZ: return "/readyz";
+    case ROUTE_METRICS: return "/metrics";
+    default: return "other";
+    }
+}
+
 /* Writes the decided answer. Returns what the callback must return. */
 static int s_write(struct lws *wsi, pss_t *pss)
 {
@@ -156,6 +171,8 @@ static int s_write(struct lws *wsi, pss_t *pss)
         gw->handled++;
         gw->last_handled_ms = souk_now_ms();
     }
+    gw_metrics_request_done(s_route_label(pss->route), pss->status, pss->started_us,
+                            pss->route == ROUTE_INBOUND || pss->route == ROUTE_STATUS);
     rc = 0;
 cleanup:
     if (buf != small)
@@ -180,6 +197,7 @@ static route_t s_route_of(const char *path)
     if (strcmp(path, PATH_STATUS) == 0) return ROUTE_STATUS;
     if (strcmp(path, "/healthz") == 0) return ROUTE_HEALTHZ;
     if (strcmp(path, "/readyz") == 0) return ROUTE_READYZ;
+    if (strcmp(path, "/metrics") == 0) return ROUTE_METRICS;
     return ROUTE_NONE;
 }
 
@@ -264,6 +282,7 @@ static void s_on_headers(struct lws *wsi, pss_t *pss, const char *path)
 {
     gw_t *gw = s_gw(wsi);
     gw_request_id(gw, pss->request_id);
+    pss->started_us = gw_metrics_now_us();
     pss->route = s_route_of(path);
     bool post = s_is_method(wsi, WSI_TOKEN_POST_URI);
     bool get = s_is_method(wsi, WSI_TOKEN_GET_URI);
@@ -281,6 +300,12 @@ static void s_on_headers(struct lws *wsi, pss_t *pss, const char *path)
             s_reject(pss, 405, "method not allowed: use GET");
         else
             s_answer_probe(gw, pss);
+        return;
+    case ROUTE_METRICS:
+        if (!get)
+            s_reject(pss, 405, "method not allowed: use GET");
+        else
+            gw_metrics_scrape(gw->metrics, wsi); /* answered when the supervisor replies */
         return;
     default:
         break;
@@ -460,6 +485,7 @@ static void s_inbound(gw_t *gw, struct lws *wsi, pss_t *pss, const twilio_form_t
     }
     const char *sid = twilio_form_get(form, "MessageSid");
     if (gw_routing_seen(gw->routing, sid)) { /* the hot path of a retry storm: no JSON */
+        souk_metric_add("souk_dedupe_hits_total", "where=\"gateway\"", 1);
         souk_log_request(pss->request_id);
         SLOG_DEBUG("http.inbound", "sid=%s from=%s disposition=duplicate", sid, pss->from);
         souk_log_request(NULL);
@@ -519,6 +545,7 @@ static void s_status(gw_t *gw, pss_t *pss, const twilio_form_t *form)
     m.delivery.status = (char *)status;
     m.delivery.error_code = code && s_is_number(code) ? strtoll(code, NULL, 10) : 0;
     m.delivery.ts_ms = (uint64_t)souk_wall_ms();
+    m.delivery.request_id = pss->request_id;
     /* never wait: a full queue is answered 503, the honest answer */
     if (souk_msg_send(gw->sender, NULL, 0, &m, ZMQ_DONTWAIT) != SOUK_OK) {
         s_reject(pss, 503, "cannot queue the status update now");
@@ -569,7 +596,7 @@ static void s_on_body(struct lws *wsi, pss_t *pss)
  * if it was decided now. */
 static int s_complete(struct lws *wsi, pss_t *pss)
 {
-    if (!pss->answered)
+    if (!pss->answered && pss->route != ROUTE_METRICS)
         s_on_body(wsi, pss);
     return pss->answered ? s_write(wsi, pss) : 0;
 }
@@ -607,6 +634,8 @@ static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
         break;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
+        if (pss && pss->route == ROUTE_METRICS && !pss->answered)
+            gw_metrics_gone(gw->metrics, wsi);
         if (pss)
             s_pss_reset(gw, pss);
         break;

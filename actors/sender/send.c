@@ -49,8 +49,10 @@ static void s_console_send(sender_t *self, const store_outbox_t *row, const outb
     char sid[48];
     snprintf(sid, sizeof sid, "console-%08x%08x%08x", sender_random(), sender_random(), sender_random());
     store_outbox_change_t ch = { .twilio_sid = sid, .now_ms = souk_wall_ms() };
-    if (sender_move(self, row->key, STORE_OUTBOX_SENDING, STORE_OUTBOX_SENT, &ch, NULL) == SOUK_OK)
+    if (sender_move(self, row->key, STORE_OUTBOX_SENDING, STORE_OUTBOX_SENT, &ch, NULL) == SOUK_OK) {
         self->sent++;
+        sender_count("console", "sent", 0, NULL);
+    }
     self->last_ms = souk_now_ms();
     /* the next part of a split body is due now, and this scan may not see it */
     if (plan->nparts > 1 || strchr(row->key, '#'))
@@ -85,6 +87,10 @@ static void s_on_send_reply(const twilio_reply_t *reply, void *arg)
     sender_t *self = job->self;
     outbox_result_t r;
     outbox_classify(reply, &r);
+    static const char *const results[] = { [OUTBOX_SENT] = "sent", [OUTBOX_FAIL] = "failed",
+                                           [OUTBOX_RETRY] = "retry", [OUTBOX_UNKNOWN] = "unknown" };
+    sender_count("twilio", results[r.kind], r.code, job);
+    souk_log_request(sender_request_of(self, job->row.key));
     char masked[64], q[300];
     self->last_ms = souk_now_ms();
     switch (r.kind) {
@@ -110,6 +116,7 @@ static void s_on_send_reply(const twilio_reply_t *reply, void *arg)
                   souk_log_quote(r.reason, q, sizeof q));
         break;
     }
+    souk_log_request(NULL);
     sender_job_done(self, job);
 }
 
@@ -120,6 +127,8 @@ static void s_on_webhook_reply(const twilio_reply_t *reply, void *arg)
     outbox_result_t r;
     outbox_classify_webhook(reply, &r);
     self->last_ms = souk_now_ms();
+    sender_count("webhook", r.kind == OUTBOX_SENT ? "sent" : r.kind == OUTBOX_FAIL ? "failed" : "retry",
+                 r.kind == OUTBOX_SENT ? 0 : r.code, job);
     if (r.kind == OUTBOX_SENT) {
         store_outbox_change_t ch = { .now_ms = souk_wall_ms() };
         if (sender_move(self, job->row.key, STORE_OUTBOX_SENDING, STORE_OUTBOX_SENT, &ch, NULL) == SOUK_OK) {
@@ -171,6 +180,7 @@ static void s_start_send(sender_t *self, store_outbox_t *row, outbox_plan_t *pla
         job->self = self;
         job->row = *row;
         job->plan = *plan;
+        job->started_us = sender_now_us();
         memset(row, 0, sizeof *row);
         memset(plan, 0, sizeof *plan);
     }
@@ -194,7 +204,17 @@ static void s_start_send(sender_t *self, store_outbox_t *row, outbox_plan_t *pla
 }
 
 /* A due queued row: fail it, leave it, or take it (queued -> sending) and send. */
+static void s_dispatch(sender_t *self, const store_outbox_t *row);
+
 void sender_dispatch(sender_t *self, const store_outbox_t *row)
+{
+    /* the message's request id, when a hint brought it: its lines carry it */
+    souk_log_request(sender_request_of(self, row->key));
+    s_dispatch(self, row);
+    souk_log_request(NULL);
+}
+
+static void s_dispatch(sender_t *self, const store_outbox_t *row)
 {
     int64_t now = souk_wall_ms();
     outbox_plan_t plan;
@@ -203,8 +223,11 @@ void sender_dispatch(sender_t *self, const store_outbox_t *row)
         SLOG_WARN("send.plan", "key=%s err=%s", row->key, souk_errname(rc));
         return;
     }
-    if (plan.kind == OUTBOX_PLAN_FAIL)
+    if (plan.kind == OUTBOX_PLAN_FAIL) {
+        sender_count(outbox_is_webhook(row) ? "webhook" : self->rest ? "twilio" : "console",
+                     "failed", plan.error_code, NULL);
         sender_fail_row(self, row->key, STORE_OUTBOX_QUEUED, plan.error_code, plan.reason);
+    }
     if (plan.kind != OUTBOX_PLAN_SEND) {
         outbox_plan_clear(&plan);
         return;

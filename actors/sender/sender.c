@@ -34,12 +34,14 @@
 #include "souk/endpoints.h"
 #include "souk/error.h"
 #include "souk/log.h"
+#include "souk/metrics.h"
 #include "souk/roles.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #define SCAN_MS 500
 #define SWEEP_MS 2000
@@ -47,6 +49,11 @@
 #define SWEEP_BATCH 100
 #define DUE_BATCH 200
 #define STATUS_PATH "/webhooks/whatsapp/status"
+#define REQUESTS_MAX 4096 /* request ids remembered from hints */
+/* The outbox is counted by state this often, for souk_outbox_messages: a
+ * scan of the whole table, so not on every pump (and a scrape never waits
+ * for it). */
+#define OUTBOX_COUNT_MS 5000
 
 static void s_pump(sender_t *self);
 
@@ -58,6 +65,47 @@ uint32_t sender_random(void)
     if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
         r = (uint32_t)souk_now_ms() * 2654435761u;
     return r;
+}
+
+int64_t sender_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void sender_count(const char *channel, const char *result, int code, const sender_job_t *job)
+{
+    char labels[96];
+    snprintf(labels, sizeof labels, "channel=\"%s\",result=\"%s\"", channel, result);
+    souk_metric_add("souk_sends_total", labels, 1);
+    if (code) {
+        snprintf(labels, sizeof labels, "code=\"%d\"", code);
+        souk_metric_add("souk_send_errors_total", labels, 1);
+    }
+    if (job && job->started_us) {
+        snprintf(labels, sizeof labels, "channel=\"%s\"", channel);
+        souk_metric_observe("souk_send_duration_seconds", labels,
+                            (double)(sender_now_us() - job->started_us) / 1e6);
+    }
+}
+
+const char *sender_request_of(sender_t *self, const char *key)
+{
+    char base[SOUK_CAP_ID + 1];
+    snprintf(base, sizeof base, "%.*s", (int)strcspn(key, "#"), key);
+    return zhashx_lookup(self->requests, base);
+}
+
+static void s_remember_request(sender_t *self, const souk_send_hint_t *h)
+{
+    if (!*h->request_id || zhashx_lookup(self->requests, h->outbox_key))
+        return;
+    if (zhashx_size(self->requests) >= REQUESTS_MAX)
+        zhashx_purge(self->requests); /* logs lose the id of older rows, nothing else */
+    char *copy = strdup(h->request_id);
+    if (copy && zhashx_insert(self->requests, h->outbox_key, copy) != 0)
+        free(copy);
 }
 
 /* Who a row goes to, for one-send-at-a-time per recipient. */
@@ -253,11 +301,28 @@ static void s_sweep(sender_t *self)
         SLOG_WARN("sweep", "err=%s", souk_errname(rc));
 }
 
+static void s_count_outbox(sender_t *self)
+{
+    int64_t now = souk_now_ms();
+    if (self->counted_ms && now - self->counted_ms < OUTBOX_COUNT_MS)
+        return;
+    self->counted_ms = now;
+    int64_t counts[STORE_OUTBOX_STATES];
+    if (store_outbox_count(self->store, counts) != SOUK_OK)
+        return;
+    for (int i = 0; i < STORE_OUTBOX_STATES; i++) {
+        char labels[48];
+        snprintf(labels, sizeof labels, "state=\"%s\"", store_outbox_state_name((store_outbox_state_t)i));
+        souk_metric_set("souk_outbox_messages", labels, (double)counts[i]);
+    }
+}
+
 static int s_on_scan(zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop; (void)timer_id;
     s_pump(arg);
     s_sweep(arg);
+    s_count_outbox(arg);
     return 0;
 }
 
@@ -268,6 +333,9 @@ static void s_handle_delivery(sender_t *self, const souk_delivery_t *d)
     store_outbox_state_t st;
     bool known = store_outbox_state_parse(d->status, &st) == SOUK_OK
         && st != STORE_OUTBOX_OFFERED && st != STORE_OUTBOX_INLINE;
+    char labels[48];
+    snprintf(labels, sizeof labels, "status=\"%s\"", known ? d->status : "other");
+    souk_metric_add("souk_delivery_updates_total", labels, 1);
     if (!known) {
         SLOG_INFO("delivery.ignored", "sid=%s status=%s", d->message_sid, d->status);
         return;
@@ -301,10 +369,15 @@ static int s_on_pull(zloop_t *loop, zsock_t *sock, void *arg)
                 break;
             continue;
         }
-        if (m.type == SOUK_MSG_SEND_HINT)
+        if (m.type == SOUK_MSG_SEND_HINT) {
             hint = true;
-        else if (m.type == SOUK_MSG_DELIVERY)
+            s_remember_request(self, &m.send_hint);
+        }
+        else if (m.type == SOUK_MSG_DELIVERY) {
+            souk_log_request(*m.delivery.request_id ? m.delivery.request_id : NULL);
             s_handle_delivery(self, &m.delivery);
+            souk_log_request(NULL);
+        }
         else
             SLOG_WARN("sender.unexpected", "type=%s", souk_msg_name(m.type));
         souk_msg_clear(&m);
@@ -336,7 +409,6 @@ static void s_stats(souk_actor_stats_t *st, void *arg)
     st->handled = self->sent;
     st->depth = self->depth;
     st->idle_ms = (uint64_t)(souk_now_ms() - self->last_ms);
-    st->metrics = "";
 }
 
 /* ---- set-up ------------------------------------------------------------------------------ */
@@ -375,9 +447,11 @@ static int s_open(sender_t *self, souk_config_t *cfg)
     self->jobs = zhashx_new();
     self->busy = zhashx_new();
     self->holds = zhashx_new();
-    if (!self->jobs || !self->busy || !self->holds)
+    self->requests = zhashx_new();
+    if (!self->jobs || !self->busy || !self->holds || !self->requests)
         return 1;
     zhashx_set_destructor(self->holds, s_hold_free);
+    zhashx_set_destructor(self->requests, s_hold_free);
     self->web = twilio_rest_new(self->loop, NULL, NULL, NULL, SENDER_MAX_INFLIGHT);
     if (!self->web)
         return 1;
@@ -405,6 +479,7 @@ static void s_close(sender_t *self)
     }
     zhashx_destroy(&self->busy);
     zhashx_destroy(&self->holds);
+    zhashx_destroy(&self->requests);
     store_close(&self->store);
     free(self->status_url);
     zsock_destroy(&self->pull);

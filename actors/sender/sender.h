@@ -32,6 +32,7 @@ typedef struct {
     outbox_plan_t plan;
     char *expect;            /* reconciliation: the free-form body a send carried */
     bool holds_recipient;    /* a send: its recipient is in self->busy */
+    int64_t started_us;      /* the request left (monotonic), for the send-time histogram */
 } sender_job_t;
 
 struct sender_s {
@@ -47,6 +48,7 @@ struct sender_s {
     zhashx_t *jobs;          /* outbox key -> sender_job_t */
     zhashx_t *busy;          /* recipient (waid or to_addr) with a send out -> sender_job_t */
     zhashx_t *holds;         /* outbox key -> when to try reconciling it again */
+    zhashx_t *requests;      /* outbox key -> request id from its SEND_HINT, for logs (bounded) */
     outbox_bucket_t bucket;
     int64_t wakes[SENDER_WAKES_MAX]; /* monotonic ms, ascending */
     int nwakes;
@@ -56,6 +58,7 @@ struct sender_s {
     uint64_t sent, depth;
     int64_t last_ms;
     int64_t swept_ms;        /* monotonic: the last look for orphaned messages; 0: none yet */
+    int64_t counted_ms;      /* the outbox was last counted by state (monotonic) */
 };
 
 /* ---- sender.c -------------------------------------------------------------- */
@@ -74,6 +77,12 @@ void sender_job_free(sender_job_t *job);
 /* Who a row goes to (its waid, else its to_addr): one send out per recipient. */
 const char *sender_recipient(const store_outbox_t *row);
 uint32_t sender_random(void);
+/* The request id a SEND_HINT brought for key (its parts share it), or NULL. */
+const char *sender_request_of(sender_t *self, const char *key);
+/* Counts one send's outcome: souk_sends_total, souk_send_errors_total by
+ * code (when code != 0) and, when job is not NULL, the send time. */
+void sender_count(const char *channel, const char *result, int code, const sender_job_t *job);
+int64_t sender_now_us(void);
 
 /* ---- send.c --------------------------------------------------------------- */
 

@@ -12,6 +12,7 @@
 
 #include "souk/error.h"
 #include "souk/log.h"
+#include "souk/metrics.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -148,6 +149,8 @@ static int s_handle_known(session_t *self, const souk_inbound_t *in, const char 
         SLOG_INFO("session.inbound_duplicate", "sid=%s state=%s reoffer=%d", in->msg_sid,
                   store_inbound_state_name(row.state), offered);
         s_accepted(self, in->msg_sid, !offered);
+        if (!offered)
+            souk_metric_add("souk_dedupe_hits_total", "where=\"store\"", 1);
         if (offered)
             session_reply_offer(self, in->msg_sid, out.key, out.body);
     }
@@ -196,6 +199,8 @@ void session_inbound_handle(session_t *self, const souk_inbound_t *in)
         }
     }
     free(media);
+    if (added)
+        self->turn_received_ms = received_ms;
     if (rc != SOUK_OK) {
         /* not acknowledged, or acknowledged and pending in the store: the
          * restarted session (or the gateway's delivery again) takes it up */

@@ -14,6 +14,7 @@
 
 #include "souk/error.h"
 #include "souk/log.h"
+#include "souk/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@ static void s_drop(session_offer_t **p)
     *p = o->next;
     free(o->key);
     free(o->msg_sid);
+    free(o->request_id);
     free(o);
 }
 
@@ -51,12 +53,15 @@ static void s_track(session_t *self, const char *msg_sid, const char *key)
         if (o) {
             o->key = strdup(key);
             o->msg_sid = strdup(msg_sid);
+            o->request_id = strdup(souk_log_current_request());
+            o->received_ms = self->turn_received_ms;
         }
-        if (!o || !o->key || !o->msg_sid) {
+        if (!o || !o->key || !o->msg_sid || !o->request_id) {
             /* only latency is lost: the next start offers it again */
             if (o) {
                 free(o->key);
                 free(o->msg_sid);
+                free(o->request_id);
                 free(o);
             }
             SLOG_ERROR("session.offer_untracked", "key=%s err=ENOMEM", key);
@@ -92,6 +97,7 @@ static void s_hint(session_t *self, const char *key)
 {
     souk_msg_t m = { .type = SOUK_MSG_SEND_HINT };
     m.send_hint.outbox_key = (char *)key;
+    m.send_hint.request_id = (char *)souk_log_current_request();
     /* the sender scans the outbox too: a lost hint costs latency only */
     int rc = souk_msg_send(self->sender, NULL, 0, &m, ZMQ_DONTWAIT);
     if (rc != SOUK_OK)
@@ -137,12 +143,28 @@ static void s_send_again(session_t *self, const store_outbox_t *inline_row)
         s_hint(self, key);
 }
 
+static void s_verdict(session_t *self, const souk_reply_verdict_t *v, session_offer_t **p);
+
 void session_reply_verdict(session_t *self, const souk_reply_verdict_t *v)
 {
     const char *key = v->outbox_key;
     if (!*key)
         return;
     session_offer_t **p = s_find(self, key);
+    /* the message's request id follows the verdict to the sender */
+    souk_log_request(*p ? (*p)->request_id : NULL);
+    if (*p && (*p)->received_ms) {
+        double s = (double)(souk_wall_ms() - (*p)->received_ms) / 1000.0;
+        souk_metric_observe("souk_reply_duration_seconds",
+                            v->inline_ ? "path=\"inline\"" : "path=\"later\"", s > 0 ? s : 0);
+    }
+    s_verdict(self, v, p);
+    souk_log_request(NULL);
+}
+
+static void s_verdict(session_t *self, const souk_reply_verdict_t *v, session_offer_t **p)
+{
+    const char *key = v->outbox_key;
     if (!*p && !s_ours(self, key)) {
         SLOG_WARN("session.verdict_refused", "key=%s reason=\"not this user's\"", key);
         return;

@@ -54,6 +54,8 @@ typedef struct session_offer {
     struct session_offer *next;
     char *key;            /* outbox key, "r:<msg_sid>" */
     char *msg_sid;
+    char *request_id;     /* the turn's, so the verdict's lines (and the sender's) carry it */
+    int64_t received_ms;  /* wall: the turn's last message arrived; 0 on resume */
     int64_t due_ms;       /* monotonic: offer again then */
     int64_t wait_ms;      /* current re-offer interval */
 } session_offer_t;
@@ -74,6 +76,7 @@ typedef struct {
 
     session_msg_t turn[SESSION_TURN_MAX];
     size_t turn_len;
+    int64_t turn_received_ms; /* wall: the current turn's last message arrived (metrics) */
     int64_t turn_first_ms, turn_last_ms; /* monotonic */
 
     session_offer_t *offers;

@@ -33,6 +33,7 @@ static int s_send_call(session_t *self, const char *call_id, const char *tool, c
     m.tool_call.args = (char *)(args ? args : "{}");
     m.tool_call.idem_key = (char *)(idem_key ? idem_key : "");
     m.tool_call.deadline_ms = (uint64_t)deadline_wall_ms;
+    m.tool_call.request_id = (char *)souk_log_current_request();
     return souk_msg_send(self->tools, NULL, 0, &m, ZMQ_DONTWAIT);
 }
 

@@ -22,12 +22,14 @@
 #include "souk/roles.h"
 #include "souk/search.h"
 #include "souk/store.h"
+#include "souk/metrics.h"
 #include "souk/tools.h"
 #include "souk/twilio.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* A broken or missing index is looked for again at most this often. */
 #define SEARCH_REOPEN_MS 1000
@@ -44,7 +46,6 @@ typedef struct {
     tools_ctx_t ctx;
     uint64_t handled, failed, late;
     int64_t last_ms;
-    char metrics[512];
 } self_t;
 
 static void s_hint(const char *outbox_key, void *arg)
@@ -52,6 +53,7 @@ static void s_hint(const char *outbox_key, void *arg)
     self_t *self = arg;
     souk_msg_t m = { .type = SOUK_MSG_SEND_HINT };
     m.send_hint.outbox_key = (char *)outbox_key;
+    m.send_hint.request_id = (char *)souk_log_current_request();
     int rc = souk_msg_send(zsock_resolve(self->sender), NULL, 0, &m, ZMQ_DONTWAIT);
     if (rc != SOUK_OK) /* the sender's scan finds the row anyway */
         SLOG_WARN("tool.hint", "key=%s err=%s", outbox_key, souk_errname(rc));
@@ -85,8 +87,41 @@ static void s_answer(self_t *self, const void *id, size_t idlen, const char *cal
         SLOG_WARN("tool.reply", "call=%s err=%s", call_id, souk_errname(rc));
 }
 
+static int64_t s_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One call's figures: the tool name is a label only when it is a word
+ * (a model may name anything). */
+static void s_count(const char *tool, bool ok, int64_t start_us)
+{
+    size_t n = strlen(tool);
+    bool word = n > 0 && n < 48 && strspn(tool, "abcdefghijklmnopqrstuvwxyz0123456789_") == n;
+    char labels[96];
+    snprintf(labels, sizeof labels, "tool=\"%s\",result=\"%s\"", word ? tool : "other",
+             ok ? "ok" : "error");
+    souk_metric_add("souk_tool_calls_total", labels, 1);
+    snprintf(labels, sizeof labels, "tool=\"%s\"", word ? tool : "other");
+    souk_metric_observe("souk_tool_call_duration_seconds", labels,
+                        (double)(s_now_us() - start_us) / 1e6);
+}
+
+static void s_run_call(self_t *self, const void *id, size_t idlen, const souk_tool_call_t *call);
+
 static void s_handle_call(self_t *self, const void *id, size_t idlen, const souk_tool_call_t *call)
 {
+    /* the session's request id: this call's lines belong to that message */
+    souk_log_request(*call->request_id ? call->request_id : NULL);
+    s_run_call(self, id, idlen, call);
+    souk_log_request(NULL);
+}
+
+static void s_run_call(self_t *self, const void *id, size_t idlen, const souk_tool_call_t *call)
+{
+    int64_t start_us = s_now_us();
     char masked[48];
     twilio_mask_phone(call->waid, masked, sizeof masked);
     int64_t start = souk_now_ms();
@@ -97,12 +132,14 @@ static void s_handle_call(self_t *self, const void *id, size_t idlen, const souk
                  "The call's deadline passed before it could run; nothing was done.");
         free(code);
         SLOG_INFO("tool.late", "call=%s tool=%s user=%s", call->call_id, call->tool, masked);
+        s_count(call->tool, false, start_us);
         return;
     }
     if (strcmp(call->tool, "search_products") == 0)
         s_open_search(self);
     char *result = NULL, *error = NULL;
     int rc = tools_exec(&self->ctx, call->waid, call->tool, call->args, call->idem_key, &result, &error);
+    s_count(call->tool, rc == SOUK_OK, start_us);
     if (rc == SOUK_OK) {
         s_answer(self, id, idlen, call->call_id, true, result, "");
     } else {
@@ -156,14 +193,6 @@ static void s_stats(souk_actor_stats_t *st, void *arg)
     self_t *self = arg;
     st->handled = self->handled;
     st->idle_ms = (uint64_t)(souk_now_ms() - self->last_ms);
-    const char *name = souk_actor_name(self->actor);
-    snprintf(self->metrics, sizeof self->metrics,
-             "souk_tool_calls_total{actor=\"%s\"} %llu\n"
-             "souk_tool_errors_total{actor=\"%s\"} %llu\n"
-             "souk_tool_late_total{actor=\"%s\"} %llu\n",
-             name, (unsigned long long)self->handled, name, (unsigned long long)self->failed, name,
-             (unsigned long long)self->late);
-    st->metrics = self->metrics;
 }
 
 /* Binds, connects and opens everything; 0, 1 or SOUK_EXIT_CONFIG. */

@@ -29,7 +29,7 @@ typedef struct {
     uint64_t handled; /* messages handled so far */
     uint64_t depth;   /* work waiting (mailbox, queue) */
     uint64_t idle_ms; /* since the last message handled; for LRU reaping */
-    const char *metrics; /* Prometheus text fragment, or NULL */
+    const char *metrics; /* more samples after the process registry's (souk/metrics.h), or NULL */
 } souk_actor_stats_t;
 
 /* Handlers return 0 to go on, or -1 to end zloop_start() (as any zloop
@@ -58,7 +58,9 @@ void souk_actor_destroy(souk_actor_t **self_p);
 /* Tells the supervisor every bind and connect is done. */
 int souk_actor_ready(souk_actor_t *self);
 
-/* Sends a heartbeat with `stats` (NULL: zeros). */
+/* Sends a heartbeat with `stats` (NULL: zeros) and the samples of the
+ * process's metrics registry (souk/metrics.h); an unchanged set of samples
+ * travels as "" except every tenth heartbeat. */
 int souk_actor_heartbeat(souk_actor_t *self, const souk_actor_stats_t *stats);
 
 /* Publishes a lifecycle or domain event through the supervisor's events

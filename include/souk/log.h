@@ -19,6 +19,9 @@ void souk_log_init(const char *actor, const char *format, const char *level);
 
 /* Sets the request id carried by every following line (NULL clears it). */
 void souk_log_request(const char *request_id);
+/* The request id set now ("" when none): to pass it on in a message
+ * (TOOL_CALL, SEND_HINT), so the next actor's lines carry it too. */
+const char *souk_log_current_request(void);
 
 void souk_log(souk_log_level_t level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -60,7 +60,10 @@
     X(DELIVERY,      delivery,      "gateway -> sender: status callback")    \
     /* tools (ROUTER per tool actor) */                                      \
     X(TOOL_CALL,     tool_call,     "session -> tool: run one tool")         \
-    X(TOOL_RESULT,   tool_result,   "tool -> session: its result")
+    X(TOOL_RESULT,   tool_result,   "tool -> session: its result")          \
+    /* metrics: gateway (or any client) <-> supervisor (control ROUTER) */   \
+    X(METRICS_REQ,   metrics_req,   "client -> supervisor: metrics please")  \
+    X(METRICS_REP,   metrics_rep,   "supervisor -> client: Prometheus text")
 
 /* F(kind, field, cap) — cap is the byte limit for str, ignored otherwise. */
 #define SOUK_FIELDS_hello(F)                                                 \
@@ -101,17 +104,21 @@
 #define SOUK_FIELDS_inline_ack(F) F(str, msg_sid, SOUK_CAP_ID) F(bool, ok, 0)
 #define SOUK_FIELDS_idle(F) F(str, waid, SOUK_CAP_ID)
 #define SOUK_FIELDS_idle_ok(F) F(str, waid, SOUK_CAP_ID) F(bool, ok, 0)
-#define SOUK_FIELDS_send_hint(F) F(str, outbox_key, SOUK_CAP_ID)
+#define SOUK_FIELDS_send_hint(F)                                             \
+    F(str, outbox_key, SOUK_CAP_ID) F(str, request_id, SOUK_CAP_ID)
 #define SOUK_FIELDS_delivery(F)                                              \
     F(str, message_sid, SOUK_CAP_ID) F(str, status, SOUK_CAP_NAME)           \
-    F(i64, error_code, 0) F(u64, ts_ms, 0)
+    F(i64, error_code, 0) F(u64, ts_ms, 0) F(str, request_id, SOUK_CAP_ID)
 #define SOUK_FIELDS_tool_call(F)                                             \
     F(str, call_id, SOUK_CAP_ID) F(str, waid, SOUK_CAP_ID)                   \
     F(str, tool, SOUK_CAP_NAME) F(str, args, SOUK_CAP_TEXT)                  \
-    F(str, idem_key, SOUK_CAP_ID) F(u64, deadline_ms, 0)
+    F(str, idem_key, SOUK_CAP_ID) F(u64, deadline_ms, 0)                    \
+    F(str, request_id, SOUK_CAP_ID)
 #define SOUK_FIELDS_tool_result(F)                                           \
     F(str, call_id, SOUK_CAP_ID) F(bool, ok, 0) F(str, result, SOUK_CAP_TEXT) \
     F(str, error, SOUK_CAP_TEXT)
+#define SOUK_FIELDS_metrics_req(F) F(u64, ts, 0)
+#define SOUK_FIELDS_metrics_rep(F) F(str, text, SOUK_CAP_DOC)
 
 typedef enum {
     SOUK_MSG_NONE = 0,

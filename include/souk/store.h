@@ -276,6 +276,11 @@ int store_outbox_transition(store_t *self, const char *key, store_outbox_state_t
  * next_attempt_ms <= now_ms, oldest first, at most limit (1..1000). */
 int store_outbox_due(store_t *self, store_outbox_state_t state, int64_t now_ms, int limit,
                      store_outbox_cb cb, void *arg);
+/* How many messages are in each state (counts indexed by
+ * store_outbox_state_t, zeroed first), for metrics. SOUK_EUNAVAIL when the
+ * backend cannot count cheaply. */
+#define STORE_OUTBOX_STATES (STORE_OUTBOX_UNDELIVERED + 1)
+int store_outbox_count(store_t *self, int64_t counts[STORE_OUTBOX_STATES]);
 /* The user's messages still offered (waiting for the gateway's verdict). */
 int store_outbox_offered(store_t *self, const char *waid, store_outbox_cb cb, void *arg);
 
@@ -504,6 +509,8 @@ typedef struct {
     int (*lease_release)(store_impl_t *h, const char *name, const char *owner);
     int (*user_state_get)(store_impl_t *h, const char *waid, char **json);
     int (*user_state_put)(store_impl_t *h, const char *waid, const char *json, int64_t now_ms);
+    /* optional (NULL: SOUK_EUNAVAIL) */
+    int (*outbox_count)(store_impl_t *h, int64_t counts[STORE_OUTBOX_STATES]);
 } store_backend_t;
 
 extern const store_backend_t store_sqlite_backend;
