@@ -187,12 +187,15 @@ static void s_text(gw_console_http_t *out, int status, const char *text)
     out->len = out->body ? strlen(text) : 0;
 }
 
+/* "<32 hex>.<ext>", as s_store_media names them: nothing else is opened. */
 static bool s_media_name_ok(const char *name)
 {
-    size_t n = strspn(name, "0123456789abcdef");
-    return n == 32 && name[n] == '.' && strspn(name + n + 1, "abcdefghijklmnopqrstuvwxyz0123456789") > 0
-           && strlen(name + n + 1) <= 5 && strspn(name + n + 1, "abcdefghijklmnopqrstuvwxyz0123456789")
-                                               == strlen(name + n + 1);
+    size_t len = strlen(name);
+    if (len < 34 || len > 37)
+        return false;
+    const char *ext = name + 33;
+    return strspn(name, "0123456789abcdef") == 32 && name[32] == '.'
+           && strspn(ext, "abcdefghijklmnopqrstuvwxyz0123456789") == len - 33;
 }
 
 static const char *s_media_type(const char *name)
@@ -588,14 +591,16 @@ static bool s_is_digits(const char *s, size_t lo, size_t hi)
     return n >= lo && n <= hi && strspn(s, "0123456789") == n;
 }
 
-static void s_random_hex(char *out, size_t nbytes)
+/* 16 random bytes as 32 hex digits and a NUL: MessageSids, media names
+ * (a media URL is its own capability, so no weak fallback). */
+static bool s_random_hex(char out[33])
 {
-    unsigned char r[32];
-    if (nbytes > sizeof r || getrandom(r, nbytes, 0) != (ssize_t)nbytes)
-        for (size_t i = 0; i < nbytes; i++) /* getrandom does not fail for 16 bytes; be safe */
-            r[i] = (unsigned char)(rand() ^ (int)i);
-    for (size_t i = 0; i < nbytes; i++)
-        sprintf(out + 2 * i, "%02x", r[i]);
+    unsigned char r[16];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        return false;
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(out + 2 * i, 3, "%02x", r[i]);
+    return true;
 }
 
 static int s_b64_value(int ch)
@@ -668,7 +673,10 @@ static const char *s_store_media(gw_console_t *self, json_t *media, char *url, s
         return "a voice note must be 1 byte to 2 MiB";
     }
     char id[33], name[48], path[640];
-    s_random_hex(id, 16);
+    if (!s_random_hex(id)) {
+        free(bytes);
+        return "no randomness for the file name";
+    }
     snprintf(name, sizeof name, "%s.%s", id, ext);
     snprintf(path, sizeof path, "%s/%s", self->media_dir, name);
     mkdir(self->media_dir, 0700);
@@ -725,6 +733,15 @@ static void s_creq_remove(gw_console_t *self, creq_t *r)
         }
 }
 
+/* Characters (code points) of valid UTF-8, as Twilio counts a body. */
+static size_t s_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
 static void s_on_send(gw_console_t *self, client_t *c, json_t *msg)
 {
     gw_t *gw = self->gw;
@@ -746,7 +763,7 @@ static void s_on_send(gw_console_t *self, client_t *c, json_t *msg)
         body = "";
     if (!name)
         name = "";
-    if (strlen(body) > 4 * BODY_MAX || strlen(name) > SOUK_CAP_ID || (!*body && !json_is_object(media))) {
+    if (s_chars(body) > BODY_MAX || strlen(name) > SOUK_CAP_ID || (!*body && !json_is_object(media))) {
         s_error(self, c, id, "a message needs a body (at most 1,600 characters) or a voice note");
         return;
     }
@@ -760,7 +777,10 @@ static void s_on_send(gw_console_t *self, client_t *c, json_t *msg)
         }
     }
     char sid[GW_SID_MAX + 1] = "SM", from[SOUK_CAP_ID], request_id[GW_REQUEST_ID_LEN];
-    s_random_hex(sid + 2, 16);
+    if (!s_random_hex(sid + 2)) {
+        s_error(self, c, id, "no randomness for the MessageSid");
+        return;
+    }
     snprintf(from, sizeof from, "whatsapp:+%s", waid);
     gw_request_id(gw, request_id);
     char *params = s_params(gw, sid, waid, from, name, body, ctype ? url : NULL, ctype);
