@@ -274,9 +274,12 @@ static void s_page_drop_queue(gw_page_t *c)
 
 void gw_console_send_text(gw_page_t *c, const char *text, size_t len)
 {
+    if (c->closing)
+        return;
     if (c->queued + len > QUEUE_MAX) {
         SLOG_WARN("console.slow_page", "queued=%zu", c->queued);
         s_page_drop_queue(c);
+        c->closing = true;
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
         return;
     }
@@ -315,8 +318,8 @@ char *gw_console_send(gw_console_t *self, gw_page_t *c, json_t *doc, bool keep)
 
 void gw_console_error(gw_console_t *self, gw_page_t *c, const char *id, const char *text)
 {
-    gw_console_send(self, c, json_pack("{s:s, s:s, s:s}", "type", "error", "id", id ? id : "", "text", text),
-           false);
+    json_t *doc = json_pack("{s:s, s:s, s:s}", "type", "error", "id", id ? id : "", "text", text);
+    gw_console_send(self, c, doc, false);
 }
 
 /* ---- pages: what they ask ---------------------------------------------------------------- */
@@ -351,9 +354,10 @@ static void s_page_open(gw_console_t *self, gw_page_t *c, struct lws *wsi)
     self->npages++;
     SLOG_INFO("console.open", "pages=%zu", self->npages);
     gw_t *gw = self->gw;
-    gw_console_send(self, c, json_pack("{s:s, s:s, s:s, s:b}", "type", "hello", "shop", gw->cfg->shop_name,
+    json_t *hello = json_pack("{s:s, s:s, s:s, s:b}", "type", "hello", "shop", gw->cfg->shop_name,
                               "sender", *gw->cfg->twilio_account_sid ? "twilio" : "console",
-                              "draining", gw->draining), false);
+                              "draining", gw->draining);
+    gw_console_send(self, c, hello, false);
     if (self->status)
         gw_console_send_text(c, self->status, strlen(self->status));
     if (self->data)

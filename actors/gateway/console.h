@@ -36,6 +36,7 @@ typedef struct gw_page {
     char *rx;            /* the message being received */
     size_t rx_len;
     bool rx_overflow;
+    bool closing;        /* too slow: being closed, sends are dropped */
 } gw_page_t;
 
 /* A message sent from a page, waiting for routing's answer. */

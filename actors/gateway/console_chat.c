@@ -157,7 +157,7 @@ static char *s_params(gw_t *gw, const char *sid, const char *waid, const char *f
     return s;
 }
 
-static gw_console_req_t *s_creq_find(gw_console_t *self, const void *ptr)
+static gw_console_req_t *s_req_find(gw_console_t *self, const void *ptr)
 {
     for (gw_console_req_t *r = self->reqs; r; r = r->next)
         if (r == ptr)
@@ -165,7 +165,7 @@ static gw_console_req_t *s_creq_find(gw_console_t *self, const void *ptr)
     return NULL;
 }
 
-static void s_creq_remove(gw_console_t *self, gw_console_req_t *r)
+static void s_req_remove(gw_console_t *self, gw_console_req_t *r)
 {
     for (gw_console_req_t **pp = &self->reqs; *pp; pp = &(*pp)->next)
         if (*pp == r) {
@@ -184,6 +184,50 @@ static size_t s_chars(const char *s)
     return n;
 }
 
+/* Why a page's message cannot be sent, or NULL. */
+static const char *s_invalid(const gw_t *gw, const char *waid, const char *name, const char *body,
+                             bool media)
+{
+    if (gw->draining)
+        return "souk is shutting down";
+    if (!waid || !s_is_digits(waid, 6, 15))
+        return "the number must be 6 to 15 digits (country code first)";
+    if (s_chars(body) > BODY_MAX || strlen(name) > SOUK_CAP_ID || (!*body && !media))
+        return "a message needs a body (at most 1,600 characters) or a voice note";
+    return NULL;
+}
+
+/* Hands a message to routing as a webhook would; its answer reaches the
+ * page through gw_console_answer. */
+static void s_route(gw_console_t *self, gw_page_t *c, const char *id, const gw_inbound_t *in)
+{
+    gw_console_req_t *r = calloc(1, sizeof *r);
+    if (!r) {
+        gw_console_error(self, c, id, "out of memory");
+        return;
+    }
+    r->page = c;
+    snprintf(r->id, sizeof r->id, "%s", id);
+    snprintf(r->sid, sizeof r->sid, "%s", in->msg_sid);
+    r->next = self->reqs;
+    self->reqs = r;
+    gw_console_send(self, c,
+                    json_pack("{s:s, s:s, s:s, s:s}", "type", "sent", "id", id, "msg_sid",
+                              in->msg_sid, "request_id", in->request_id),
+                    false);
+    char masked[SOUK_CAP_ID];
+    twilio_mask_phone(in->from, masked, sizeof masked);
+    souk_log_request(in->request_id);
+    SLOG_INFO("console.inbound", "sid=%s from=%s media=%llu", in->msg_sid, masked,
+              (unsigned long long)in->num_media);
+    souk_log_request(NULL);
+    gw_request_t *req = NULL;
+    /* answers at once (duplicate, busy, apology) go through gw_console_answer, which frees r */
+    gw_disposition_t d = gw_routing_inbound(self->gw->routing, in, r, &req, souk_now_ms());
+    if (d == GW_ROUTED && s_req_find(self, r))
+        r->req = req;
+}
+
 void gw_console_chat_send(gw_console_t *self, gw_page_t *c, json_t *msg)
 {
     gw_t *gw = self->gw;
@@ -193,83 +237,49 @@ void gw_console_chat_send(gw_console_t *self, gw_page_t *c, json_t *msg)
     const char *body = json_string_value(json_object_get(msg, "body"));
     json_t *media = json_object_get(msg, "media");
     id = id && strlen(id) < sizeof ((gw_console_req_t *)0)->id ? id : "";
-    if (gw->draining) {
-        gw_console_error(self, c, id, "souk is shutting down");
-        return;
-    }
-    if (!waid || !s_is_digits(waid, 6, 15)) {
-        gw_console_error(self, c, id, "the number must be 6 to 15 digits (country code first)");
-        return;
-    }
-    if (!body)
-        body = "";
-    if (!name)
-        name = "";
-    if (s_chars(body) > BODY_MAX || strlen(name) > SOUK_CAP_ID || (!*body && !json_is_object(media))) {
-        gw_console_error(self, c, id, "a message needs a body (at most 1,600 characters) or a voice note");
-        return;
-    }
+    name = name ? name : "";
+    body = body ? body : "";
+    const char *why = s_invalid(gw, waid, name, body, json_is_object(media));
     char url[640];
     const char *ctype = NULL;
-    if (json_is_object(media)) {
-        const char *why = s_store_media(self, media, url, sizeof url, &ctype);
-        if (why) {
-            gw_console_error(self, c, id, why);
-            return;
-        }
-    }
+    if (!why && json_is_object(media))
+        why = s_store_media(self, media, url, sizeof url, &ctype);
     char sid[GW_SID_MAX + 1] = "SM", from[SOUK_CAP_ID], request_id[GW_REQUEST_ID_LEN];
-    if (!s_random_hex(sid + 2)) {
-        gw_console_error(self, c, id, "no randomness for the MessageSid");
+    if (!why && !s_random_hex(sid + 2))
+        why = "no randomness for the MessageSid";
+    if (why) {
+        gw_console_error(self, c, id, why);
         return;
     }
     snprintf(from, sizeof from, "whatsapp:+%s", waid);
     gw_request_id(gw, request_id);
     char *params = s_params(gw, sid, waid, from, name, body, ctype ? url : NULL, ctype);
-    gw_console_req_t *r = calloc(1, sizeof *r);
-    if (!params || !r) {
-        free(params);
-        free(r);
+    if (!params) {
         gw_console_error(self, c, id, "out of memory");
         return;
     }
-    r->page = c;
-    snprintf(r->id, sizeof r->id, "%s", id);
-    snprintf(r->sid, sizeof r->sid, "%s", sid);
-    r->next = self->reqs;
-    self->reqs = r;
     gw_inbound_t in = {
         .request_id = request_id, .msg_sid = sid, .waid = waid, .from = from, .profile = name,
         .body = body, .num_media = ctype ? 1 : 0, .params = params,
         .received_ms = (uint64_t)souk_wall_ms(),
     };
-    gw_console_send(self, c, json_pack("{s:s, s:s, s:s, s:s}", "type", "sent", "id", id, "msg_sid", sid,
-                              "request_id", request_id), false);
-    char masked[SOUK_CAP_ID];
-    twilio_mask_phone(from, masked, sizeof masked);
-    souk_log_request(request_id);
-    SLOG_INFO("console.inbound", "sid=%s from=%s media=%d", sid, masked, ctype ? 1 : 0);
-    souk_log_request(NULL);
-    gw_request_t *req = NULL;
-    gw_disposition_t d = gw_routing_inbound(gw->routing, &in, r, &req, souk_now_ms());
+    s_route(self, c, id, &in);
     free(params);
-    if (d == GW_ROUTED && s_creq_find(self, r))
-        r->req = req;
 }
 
 bool gw_console_answer(gw_t *gw, void *http, const gw_answer_t *a)
 {
     gw_console_t *self = gw->console;
-    gw_console_req_t *r = self ? s_creq_find(self, http) : NULL;
+    gw_console_req_t *r = self ? s_req_find(self, http) : NULL;
     if (!r)
         return false;
-    if (r->page)
-        gw_console_send(self, r->page,
-               json_pack("{s:s, s:s, s:s, s:i, s:s, s:s%}", "type", "answer", "id", r->id, "msg_sid",
-                         r->sid, "status", a->status, "carries", a->carries ? a->carries : "",
-                         "twiml", a->body, a->len),
-               false);
-    s_creq_remove(self, r);
+    if (r->page) {
+        json_t *doc = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s%}", "type", "answer", "id", r->id,
+                                "msg_sid", r->sid, "status", a->status, "carries",
+                                a->carries ? a->carries : "", "twiml", a->body, a->len);
+        gw_console_send(self, r->page, doc, false);
+    }
+    s_req_remove(self, r);
     return true;
 }
 

@@ -54,7 +54,8 @@ static void s_on_status_rep(gw_console_t *self, const char *json)
     if (json_object_get(doc, "actors")) {
         self->status_asked_ms = 0;
         free(self->status);
-        self->status = gw_console_send(self, NULL, json_pack("{s:s, s:o}", "type", "status", "doc", doc), true);
+        json_t *msg = json_pack("{s:s, s:o}", "type", "status", "doc", doc);
+        self->status = gw_console_send(self, NULL, msg, true);
         if (self->status_again)
             gw_console_ask_status(self);
     } else { /* KILL's answer: {"ok":…} */
