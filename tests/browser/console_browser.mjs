@@ -1,10 +1,13 @@
 // The web console in a real browser: Debian's chromium driven headless by
 // playwright-core (no browser download), against a real `souk serve` started
-// here (echo agent, console sender). The page sends a message as a test user
-// and shows the shop's reply; the outbox table shows that reply's row; a
-// voice note from a file is stored, served back byte for byte and answered;
-// the kill button SIGKILLs the user's session actor and the tree shows it
-// restarted with a new pid. Exits 77 (skipped) when chromium or the npm
+// here (the built-in agent, console sender). The page sends a message as a
+// test user and shows the shop's inline reply (greeting the profile name it
+// was given); the outbox table shows that reply's row; asking for a ticket
+// gets the acknowledgement, then the later reply (from the sender's outbound
+// event) naming the ticket the tickets table shows; a voice note from a file
+// is stored, served back byte for byte and answered; the kill button
+// SIGKILLs the user's session actor and the tree shows it restarted with a
+// new pid, and the restarted session answers. Exits 77 (skipped) when chromium or the npm
 // package is not installed (scripts/setup installs both).
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -38,7 +41,7 @@ async function cleanup() {
 deadline(100000, cleanup);
 
 try {
-  souk = await startSouk();
+  souk = await startSouk({ SOUK_AGENT: "builtin" });
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
@@ -59,13 +62,13 @@ try {
 
   // a message from a test user, and the shop's reply
   await page.fill("#number", WAID);
-  await page.fill("#name", "Browser Test");
+  await page.fill("#name", "Zoe Tester");
   await page.dispatchEvent("#number", "change");
-  await page.fill("#text", "hello from the browser");
+  await page.fill("#text", "hello");
   await page.click("#send");
   const reply = page.locator("#messages .msg.in").first();
   await reply.waitFor();
-  assert.match(await reply.textContent(), /hello from the browser/, "the echo agent's reply");
+  assert.match(await reply.textContent(), /Zoe/, "the shop greets the profile name the page gave");
   const meta = await page.locator("#messages .msg.out .meta").first().textContent();
   assert.match(meta, /answered inline/);
 
@@ -73,11 +76,22 @@ try {
   await page.locator("#outbox tr", { hasText: "r:SM" }).first().waitFor();
   assert.match(await page.locator("#outbox tr").first().textContent(), /inline/);
 
+  // a slow-path turn: acknowledged now, the reply later through the sender
+  await page.fill("#text", "I want to open a support ticket: my parcel arrived damaged");
+  await page.click("#send");
+  const later = page.locator("#messages .msg.in", { hasText: /TK-[A-Z0-9]+/ });
+  await later.waitFor();
+  assert.match(await later.locator(".meta").textContent(), /later reply/);
+  const ticket = (await later.textContent()).match(/TK-[A-Z0-9]+/)[0];
+  await page.locator("#tickets tr", { hasText: ticket }).waitFor();
+  assert.match(await page.locator("#messages .msg.out .meta").nth(1).textContent(), /reply follows/);
+
   // a voice note from a file: stored, served at its URL, answered
+  const answered = await page.locator("#messages .msg.in").count();
   const note = Buffer.concat([Buffer.from("OggS"), Buffer.alloc(200, 7)]);
   await page.setInputFiles("#voice", { name: "note.ogg", mimeType: "audio/ogg", buffer: note });
   await page.click("#send-voice");
-  await page.locator("#messages .msg.in").nth(1).waitFor();
+  await page.locator("#messages .msg.in").nth(answered).waitFor();
   const stored = readdirSync(join(souk.data, "console-media"));
   assert.equal(stored.length, 1);
   assert.deepEqual(readFileSync(join(souk.data, "console-media", stored[0])), note);
@@ -106,9 +120,11 @@ try {
   await page.locator("#events div", { hasText: `exited s-${WAID}` }).first().waitFor();
 
   // the restarted session answers too
-  await page.fill("#text", "still there?");
+  const before_restart = await page.locator("#messages .msg.in").count();
+  await page.fill("#text", "hello again");
   await page.click("#send");
-  await page.locator("#messages .msg.in", { hasText: "still there?" }).waitFor();
+  await page.locator("#messages .msg.in").nth(before_restart).waitFor();
+  assert.match(await page.locator("#messages .msg.in").nth(before_restart).textContent(), /Zoe/);
 
   console.log(`console_browser: ok (session pid ${before} -> ${after})`);
   await cleanup();
