@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CONSOLE_ROWS 30      /* newest orders, tickets, outbox rows shown */
 #define REFRESH_MS 1000      /* status and data refresh while a page is open */
@@ -115,7 +116,7 @@ int gw_console_bus_callback(struct lws *wsi, enum lws_callback_reasons reason, v
     if (reason == LWS_CALLBACK_RAW_RX_FILE && gw->console)
         s_pump(gw->console);
     else if (reason == LWS_CALLBACK_RAW_CLOSE_FILE && gw->console && !gw->done)
-        SLOG_WARN("console.bus_fd_closed", "console=stale");
+        SLOG_WARN("console.bus_closed", "effect=\"pages stop updating\"");
     return 0;
 }
 
@@ -178,6 +179,8 @@ static void s_refresh_data(gw_console_t *self)
     }
     if (!self->store)
         return;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     collect_t orders = { json_array() }, tickets = { json_array() }, outbox = { json_array() };
     if (orders.rows)
         s_list_done(self, "orders", store_order_list_all(self->store, s_collect_order, &orders));
@@ -191,7 +194,12 @@ static void s_refresh_data(gw_console_t *self)
     json_decref(doc);
     if (!text)
         return;
-    if (self->data && strcmp(self->data, text) == 0) { /* nothing moved */
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    bool same = self->data && strcmp(self->data, text) == 0;
+    SLOG_DEBUG("console.refresh", "us=%lld bytes=%zu changed=%d",
+               (long long)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000),
+               strlen(text), !same);
+    if (same) { /* nothing moved */
         free(text);
         return;
     }

@@ -6,7 +6,8 @@
  *              in-flight messages, pending requests and their budgets,
  *              verdicts — pure logic behind gw_routing_ops_t
  *   recent.c   bounded "recently seen" maps (MessageSid dedupe, verdicts)
- *   console.c  the web console (/console): its page, websocket and bus links
+ *   console.c  the web console (/console): its door, page and websocket;
+ *              console_chat.c, console_feed.c behind console.h
  *
  * Everything runs on one thread, in libwebsockets' loop: the reply decision
  * for a message (inline or REST) is taken exactly once, in routing.c. */
