@@ -487,10 +487,26 @@ static int s_adopt(gw_t *gw, zsock_t *sock)
     return 0;
 }
 
+/* The token travels in a URL and a cookie: letters, digits and - . _ ~ only. */
+static bool s_token_usable(const char *token)
+{
+    size_t n = strlen(token);
+    return strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~") == n;
+}
+
 int gw_console_start(gw_t *gw)
 {
-    if (!*gw->cfg->console_token)
+    const char *token = gw->cfg->console_token;
+    if (!*token)
         return 0;
+    if (!s_token_usable(token)) {
+        SLOG_ERROR("console.off",
+                   "reason=\"SOUK_CONSOLE_TOKEN may hold only letters, digits and - . _ ~\"");
+        return 0;
+    }
+    if (strlen(token) < 16)
+        SLOG_WARN("console.weak_token",
+                  "reason=\"SOUK_CONSOLE_TOKEN is shorter than 16 characters\"");
     gw_console_t *self = calloc(1, sizeof *self);
     if (!self)
         return -1;

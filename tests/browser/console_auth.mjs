@@ -1,7 +1,8 @@
 // The console's door, over real HTTP against a real `souk serve`: without
 // SOUK_CONSOLE_TOKEN (or with a wrong one) the page and its websocket answer
 // 401; the token given once as ?token= becomes an HttpOnly, SameSite=Strict
-// cookie that opens both; with no token configured the console is not there.
+// cookie that opens both; with no token configured (or one that cannot be a
+// cookie) the console is not there.
 // Needs only node (no browser).
 import assert from "node:assert/strict";
 import { request } from "node:http";
@@ -62,6 +63,12 @@ try {
   assert.equal((await get(off.base + "/console")).status, 404, "no token configured: no console");
   assert.equal((await get(off.base + "/console?token=" + off.token)).status, 404);
   assert.equal(await upgrade(off.base), 404, "no token configured: no websocket");
+  await off.stop();
+  off = null;
+
+  // a token that cannot travel in a cookie keeps the console off
+  off = await startSouk({ SOUK_CONSOLE_TOKEN: "not a cookie; value=1234567890" });
+  assert.equal((await get(off.base + "/console")).status, 404, "an unusable token: no console");
   await off.stop();
   off = null;
   console.log("console_auth: ok");
