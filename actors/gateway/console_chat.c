@@ -198,8 +198,9 @@ static const char *s_invalid(const gw_t *gw, const char *waid, const char *name,
 }
 
 /* Hands a message to routing as a webhook would; its answer reaches the
- * page through gw_console_answer. */
-static void s_route(gw_console_t *self, gw_page_t *c, const char *id, const gw_inbound_t *in)
+ * page through gw_console_answer. media_url: its voice note's, or NULL. */
+static void s_route(gw_console_t *self, gw_page_t *c, const char *id, const gw_inbound_t *in,
+                    const char *media_url)
 {
     gw_console_req_t *r = calloc(1, sizeof *r);
     if (!r) {
@@ -212,8 +213,8 @@ static void s_route(gw_console_t *self, gw_page_t *c, const char *id, const gw_i
     r->next = self->reqs;
     self->reqs = r;
     gw_console_send(self, c,
-                    json_pack("{s:s, s:s, s:s, s:s}", "type", "sent", "id", id, "msg_sid",
-                              in->msg_sid, "request_id", in->request_id),
+                    json_pack("{s:s, s:s, s:s, s:s, s:s?}", "type", "sent", "id", id, "msg_sid",
+                              in->msg_sid, "request_id", in->request_id, "media_url", media_url),
                     false);
     char masked[SOUK_CAP_ID];
     twilio_mask_phone(in->from, masked, sizeof masked);
@@ -263,7 +264,7 @@ void gw_console_chat_send(gw_console_t *self, gw_page_t *c, json_t *msg)
         .body = body, .num_media = ctype ? 1 : 0, .params = params,
         .received_ms = (uint64_t)souk_wall_ms(),
     };
-    s_route(self, c, id, &in);
+    s_route(self, c, id, &in, ctype ? url : NULL);
     free(params);
 }
 

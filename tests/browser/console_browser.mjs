@@ -7,7 +7,8 @@
 // event) naming the ticket the tickets table shows; a voice note from a file
 // is stored, served back byte for byte and answered; the kill button
 // SIGKILLs the user's session actor and the tree shows it restarted with a
-// new pid, and the restarted session answers. Exits 77 (skipped) when chromium or the npm
+// new pid; killing the gateway itself, the page reconnects to the new one;
+// and the restarted session answers. Exits 77 (skipped) when chromium or the npm
 // package is not installed (scripts/setup installs both).
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -95,7 +96,11 @@ try {
   const stored = readdirSync(join(souk.data, "console-media"));
   assert.equal(stored.length, 1);
   assert.deepEqual(readFileSync(join(souk.data, "console-media", stored[0])), note);
-  const served = await fetch(`${souk.base}/console/media/${stored[0]}`);
+  const audio = page.locator("#messages .msg.out audio");
+  await audio.waitFor();
+  const src = await audio.getAttribute("src");
+  assert.equal(src, `${souk.base}/console/media/${stored[0]}`, "the page plays its MediaUrl0");
+  const served = await fetch(src);
   assert.equal(served.status, 200);
   assert.equal(served.headers.get("content-type"), "audio/ogg");
   assert.deepEqual(Buffer.from(await served.arrayBuffer()), note);
@@ -118,6 +123,17 @@ try {
   assert.notEqual(after, before, "a new session process");
   assert.equal(await row.locator(".restarts").textContent(), "1");
   await page.locator("#events div", { hasText: `exited s-${WAID}` }).first().waitFor();
+
+  // kill the gateway itself: the page reconnects to its successor
+  const gw = page.locator('#tree tr[data-name="gateway"]');
+  const gwBefore = await gw.getAttribute("data-pid");
+  await gw.locator("button.kill").click();
+  await page.waitForFunction((old) => {
+    const tr = document.querySelector('#tree tr[data-name="gateway"]');
+    return tr && tr.dataset.pid !== "" && tr.dataset.pid !== old
+      && tr.querySelector(".state").textContent === "ready"
+      && document.getElementById("conn").textContent === "live";
+  }, gwBefore);
 
   // the restarted session answers too
   const before_restart = await page.locator("#messages .msg.in").count();
