@@ -10,7 +10,7 @@
  * public URL is https), so it leaves the address bar and no script can read
  * it. The page and its websocket (/console/ws, protocol "souk-console")
  * check the cookie (or the query) in constant time; without it they answer
- * 401. Voice notes uploaded from the page are served at
+ * 401. The websocket also checks Origin (403 from another site's page). Voice notes uploaded from the page are served at
  * /console/media/<128-bit random id> without the token: the URL is the
  * capability a session needs to download one, as Twilio's media URLs are.
  *
@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -237,6 +238,26 @@ static void s_write_plain(struct lws *wsi, int status, const char *text)
     lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL);
 }
 
+/* A browser names the page that opens a websocket in Origin: it must be
+ * this host (as the browser reached it) or the public URL, so that another
+ * site — even one on the same domain, which SameSite lets the cookie reach —
+ * cannot drive the console. Clients without Origin are not browsers. */
+static bool s_origin_ok(gw_t *gw, struct lws *wsi)
+{
+    char origin[256], host[256];
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) <= 0)
+        return true;
+    if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) < 0)
+        return false;
+    if (strcmp(origin, gw->sign_base) == 0)
+        return true;
+    const char *rest = !strncmp(origin, "http://", 7) ? origin + 7
+                     : !strncmp(origin, "https://", 8) ? origin + 8
+                                                       : NULL;
+    return rest && lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) > 0
+           && strcasecmp(rest, host) == 0;
+}
+
 int gw_console_confirm_upgrade(gw_t *gw, struct lws *wsi)
 {
     char path[64] = "";
@@ -250,6 +271,11 @@ int gw_console_confirm_upgrade(gw_t *gw, struct lws *wsi)
     if (s_auth(gw, wsi) == AUTH_NONE) {
         SLOG_WARN("console.unauthorized", "what=websocket");
         s_write_plain(wsi, 401, "the console needs its token\n");
+        return 1;
+    }
+    if (!s_origin_ok(gw, wsi)) {
+        SLOG_WARN("console.forbidden", "what=websocket reason=origin");
+        s_write_plain(wsi, 403, "the console's websocket opens only from its own page\n");
         return 1;
     }
     if (strcmp(proto, WS_PROTOCOL) != 0) {

@@ -54,6 +54,9 @@ try {
   assert.match(await page.text(), /new WebSocket\(url, "souk-console"\)/);
   assert.equal(await upgrade(base, { Cookie: pair }), 101, "websocket with the cookie");
   assert.equal(await upgrade(base, { Cookie: pair, "Sec-WebSocket-Protocol": "other" }), 400);
+  assert.equal(await upgrade(base, { Cookie: pair, Origin: base }), 101, "from its own page");
+  assert.equal(await upgrade(base, { Cookie: pair, Origin: "http://127.0.0.1:1" }), 403,
+               "a page of another site (the same host, another port) cannot use the cookie");
   assert.equal((await get(base + "/console/media/" + "0".repeat(32) + ".ogg")).status, 404);
   assert.equal((await get(base + "/healthz")).status, 200, "the gateway is still fine");
   await souk.stop();
