@@ -15,6 +15,7 @@
 
 #include "souk/error.h"
 #include "souk/log.h"
+#include "souk/twilio.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -232,7 +233,9 @@ void gw_console_kill(gw_console_t *self, gw_page_t *c, json_t *msg)
     souk_msg_t m = { .type = SOUK_MSG_KILL };
     m.kill.name = (char *)name;
     m.kill.signal = SIGKILL; /* a crash, so the supervisor restarts it */
-    SLOG_INFO("console.kill", "name_len=%zu", strlen(name));
+    char masked[SOUK_CAP_NAME + 1], quoted[2 * SOUK_CAP_NAME + 8];
+    twilio_mask_phone(name, masked, sizeof masked); /* a session's name holds its number */
+    SLOG_INFO("console.kill", "name=%s signal=KILL", souk_log_quote(masked, quoted, sizeof quoted));
     if (souk_msg_send(self->control, NULL, 0, &m, ZMQ_DONTWAIT) != SOUK_OK)
         gw_console_error(self, c, NULL, "kill: the supervisor is not reachable");
     s_pump(self);
