@@ -62,6 +62,8 @@ static bool s_query_token(struct lws *wsi, char *out, size_t cap)
         if (n < 0)
             return false;
         if (strncmp(frag, "token=", 6) == 0) {
+            if (strlen(frag + 6) >= cap)
+                return false;
             snprintf(out, cap, "%s", frag + 6);
             return true;
         }
@@ -83,8 +85,10 @@ static bool s_cookie_token(struct lws *wsi, char *out, size_t cap)
         while (*p == ' ')
             p++;
         if (strncmp(p, COOKIE_NAME "=", sizeof COOKIE_NAME) == 0) {
-            snprintf(out, cap, "%s", p + sizeof COOKIE_NAME);
-            found = true;
+            /* a longer value is wrong, never cut down to a prefix that matches */
+            found = strlen(p + sizeof COOKIE_NAME) < cap;
+            if (found)
+                snprintf(out, cap, "%s", p + sizeof COOKIE_NAME);
             break;
         }
     }

@@ -40,6 +40,8 @@ try {
                "page with a wrong cookie");
   assert.equal(await upgrade(base), 401, "websocket without the token");
   assert.equal(await upgrade(base, { Cookie: "souk_console=nope" }), 401, "websocket with a wrong cookie");
+  assert.equal(await upgrade(base, { Cookie: "souk_console=" + token + "0".repeat(600) }), 401,
+               "the token followed by more");
 
   const once = await get(base + "/console?token=" + token);
   assert.equal(once.status, 303, "the token in the query is exchanged for a cookie");
