@@ -391,6 +391,14 @@ int store_outbox_offered(store_t *self, const char *waid, store_outbox_cb cb, vo
     return self->be->outbox_offered(self->impl, waid, cb, arg);
 }
 
+int store_outbox_list_all(store_t *self, store_outbox_cb cb, void *arg)
+{
+    CHECK(self && cb);
+    if (!self->be->outbox_list)
+        return SOUK_EUNAVAIL;
+    return self->be->outbox_list(self->impl, cb, arg);
+}
+
 int store_delivery_update(store_t *self, const char *twilio_sid, store_outbox_state_t status,
                           int error_code, int64_t ts_ms, store_outbox_state_t *state)
 {

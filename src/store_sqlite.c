@@ -171,6 +171,8 @@ static const char *const s_migrations[] = {
       " AND next_attempt_ms <= :now ORDER BY next_attempt_ms, seq LIMIT :limit")              \
     Q(OUTBOX_OFFERED, "SELECT " OUTBOX_COLS " FROM outbox WHERE waid = :waid"                 \
       " AND state = 'offered' AND seq > :after ORDER BY seq LIMIT :limit")                    \
+    Q(OUTBOX_LIST_ALL, "SELECT " OUTBOX_COLS " FROM outbox WHERE seq < :after"                \
+      " ORDER BY seq DESC LIMIT :limit")                                                      \
     Q(DELIVERY_ADD, "INSERT INTO delivery(twilio_sid, status, error_code, ts_ms)"             \
       " VALUES(?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")                                       \
     Q(DELIVERY_LIST, "SELECT status, error_code, ts_ms FROM delivery WHERE twilio_sid = ?1"   \
@@ -1012,6 +1014,12 @@ static int s_outbox_offered(store_impl_t *self, const char *waid, store_outbox_c
     return s_list(self, Q_OUTBOX_OFFERED, waid, 0, 0, PAGE_ROWS, &s_outbox_row, (s_anyfn_t) cb, arg);
 }
 
+static int s_outbox_list(store_impl_t *self, store_outbox_cb cb, void *arg)
+{
+    return s_list(self, Q_OUTBOX_LIST_ALL, NULL, 0, INT64_MAX, PAGE_ROWS, &s_outbox_row,
+                  (s_anyfn_t) cb, arg);
+}
+
 static int s_delivery_update(store_impl_t *self, const char *sid, store_outbox_state_t status,
                              int error_code, int64_t ts_ms, store_outbox_state_t *state)
 {
@@ -1616,6 +1624,7 @@ const store_backend_t store_sqlite_backend = {
     .outbox_transition = s_outbox_transition,
     .outbox_due = s_outbox_due,
     .outbox_offered = s_outbox_offered,
+    .outbox_list = s_outbox_list,
     .delivery_update = s_delivery_update,
     .idem_get = s_idem_get,
     .idem_put = s_idem_put,

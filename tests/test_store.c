@@ -590,6 +590,33 @@ static void test_outbox_due_and_offered(void **state)
     assert_int_equal(k.n, 0);
 }
 
+/* The console's view: every row, newest first, over more than one page,
+ * and a callback may stop it early. */
+static void test_outbox_list_all(void **state)
+{
+    store_t *s = ((fixture_t *) *state)->store;
+    keys_t k = { 0 };
+    assert_int_equal(store_outbox_list_all(s, s_outbox_key, &k), SOUK_OK);
+    assert_int_equal(k.n, 0);
+    for (int i = 0; i < 150; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "r:%03d", i);
+        store_outbox_t o = s_reply(key, i % 2 ? WAID : OTHER, STORE_OUTBOX_QUEUED, T0 + i);
+        assert_int_equal(store_outbox_put(s, &o, NULL), SOUK_OK);
+    }
+    assert_int_equal(store_outbox_transition(s, "r:149", STORE_OUTBOX_QUEUED, STORE_OUTBOX_SENDING,
+                                             NULL, NULL), SOUK_OK);
+    assert_int_equal(store_outbox_list_all(s, s_outbox_key, &k), SOUK_OK);
+    assert_int_equal(k.n, 150);
+    assert_string_equal(k.keys[0], "r:149");
+    assert_string_equal(k.keys[149], "r:000");
+    k = (keys_t) { .stop_after = 30 };
+    assert_int_equal(store_outbox_list_all(s, s_outbox_key, &k), SOUK_OK);
+    assert_int_equal(k.n, 30);
+    assert_string_equal(k.keys[29], "r:120");
+    assert_int_equal(store_outbox_list_all(s, NULL, NULL), SOUK_EINVAL);
+}
+
 /* ---- delivery callbacks ---------------------------------------------------------- */
 
 static void s_sent(store_t *s, const char *key, const char *sid)
@@ -1273,6 +1300,7 @@ int main(void)
         T(test_outbox_put_get),
         T(test_outbox_transitions),
         T(test_outbox_due_and_offered),
+        T(test_outbox_list_all),
         T(test_delivery_out_of_order),
         T(test_delivery_before_sid_recorded),
         T(test_idem),

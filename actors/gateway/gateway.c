@@ -57,7 +57,8 @@ static int s_to_supervisor(void *arg, const souk_msg_t *m)
 
 static void s_answer(void *arg, void *http, const gw_answer_t *a)
 {
-    gw_http_answer(arg, http, a);
+    if (!gw_console_answer(arg, http, a))
+        gw_http_answer(arg, http, a);
 }
 
 static void s_on_control(gw_t *gw, souk_msg_t *m)
@@ -375,11 +376,14 @@ static int s_sockets(gw_t *gw)
     return 0;
 }
 
-static int s_http(gw_t *gw, struct lws_protocols protocols[3])
+#define GW_PROTOCOLS (3 + GW_CONSOLE_PROTOCOLS)
+
+static int s_http(gw_t *gw, struct lws_protocols protocols[GW_PROTOCOLS])
 {
     protocols[0] = gw_http_protocol;
     protocols[1] = (struct lws_protocols){ .name = "souk-bus", .callback = s_bus_callback };
-    protocols[2] = (struct lws_protocols){ 0 };
+    gw_console_protocols(protocols + 2);
+    protocols[GW_PROTOCOLS - 1] = (struct lws_protocols){ 0 };
     lws_set_log_level(LLL_ERR | LLL_WARN, s_lws_log);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
@@ -401,6 +405,10 @@ static int s_http(gw_t *gw, struct lws_protocols protocols[3])
         || s_adopt(gw, zsock_fd(gw->sessions), &s_tag_sessions) < 0
         || s_adopt(gw, souk_actor_signal_fd(gw->actor), &s_tag_signals) < 0) {
         SLOG_ERROR("gateway.adopt", "err=%d", errno);
+        return -1;
+    }
+    if (gw_console_start(gw) < 0) {
+        SLOG_ERROR("gateway.console", "err=%d", errno);
         return -1;
     }
     return 0;
@@ -429,7 +437,7 @@ int gateway_main(souk_config_t *cfg, const char *name, const char *arg)
 {
     (void)arg;
     gw_t gw = { .cfg = cfg, .exit_code = 0, .budget_armed_ms = -1 };
-    struct lws_protocols protocols[3];
+    struct lws_protocols protocols[GW_PROTOCOLS];
     uint32_t rnd = 0;
     if (getrandom(&rnd, sizeof rnd, 0) != sizeof rnd)
         rnd = (uint32_t)getpid();
@@ -481,6 +489,7 @@ cleanup:
     if (gw.ctx)
         lws_context_destroy(gw.ctx); /* closes connections: routing forgets them */
     gw_metrics_destroy(&gw.metrics);
+    gw_console_stop(&gw);
     gw_routing_destroy(&gw.routing);
     zsock_destroy(&gw.sessions);
     zsock_destroy(&gw.sender);

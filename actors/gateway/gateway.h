@@ -7,6 +7,8 @@
  *              verdicts — pure logic behind gw_routing_ops_t
  *   recent.c   bounded "recently seen" maps (MessageSid dedupe, verdicts)
  *   metrics.c  GET /metrics (asks the supervisor) and the request counters
+ *   console.c  the web console (/console): its door, page and websocket;
+ *              console_chat.c, console_feed.c behind console.h
  *
  * Everything runs on one thread, in libwebsockets' loop: the reply decision
  * for a message (inline or REST) is taken exactly once, in routing.c. */
@@ -220,6 +222,7 @@ struct gw {
 
     lws_sorted_usec_list_t sul_heartbeat, sul_budget, sul_tick, sul_drain, sul_pump;
     gw_metrics_t *metrics;     /* GET /metrics */
+    struct gw_console *console; /* NULL: SOUK_CONSOLE_TOKEN unset, the console is off */
 };
 
 /* http.c */
@@ -233,5 +236,43 @@ void gw_after_event(gw_t *gw);
 void gw_request_id(gw_t *gw, char out[GW_REQUEST_ID_LEN]);
 /* STOP or SIGTERM: stop taking webhooks, drain until drain_ms. */
 void gw_begin_drain(gw_t *gw, const char *reason, int64_t drain_ms);
+
+/* ---- console.c: the web console --------------------------------------------------
+ * /console (the page), /console/ws (its websocket, protocol "souk-console")
+ * and /console/media/<id> (voice notes uploaded from the page). Everything
+ * but media needs SOUK_CONSOLE_TOKEN, presented once as ?token= (answered
+ * with an HttpOnly SameSite=Strict cookie) or as that cookie: otherwise 401.
+ * Messages typed in the page go through gw_routing_inbound like a verified
+ * webhook; answers come back through gw_console_answer. */
+typedef struct gw_console gw_console_t;
+
+#define GW_CONSOLE_PROTOCOLS 2 /* entries gw_console_protocols fills */
+/* The console's lws protocols (its websocket, its bus sockets), for the
+ * context's table. */
+void gw_console_protocols(struct lws_protocols *out);
+/* After the vhost exists: opens the console's bus links when the token is
+ * set (gw->console stays NULL when it is not). -1 on failure. */
+int gw_console_start(gw_t *gw);
+void gw_console_stop(gw_t *gw);
+/* Whether path is the console's (answered by gw_console_http). */
+bool gw_console_path(const char *path);
+
+/* A console HTTP answer; body is the caller's to free. */
+typedef struct {
+    int status;
+    const char *content_type;
+    char *body;
+    size_t len;
+    char set_cookie[200];  /* "" or a Set-Cookie value */
+    char location[64];     /* "" or a Location value */
+} gw_console_http_t;
+/* A GET under /console. */
+void gw_console_http(gw_t *gw, struct lws *wsi, const char *path, gw_console_http_t *out);
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 lets a console websocket through;
+ * 1 after answering 401/404 itself. */
+int gw_console_confirm_upgrade(gw_t *gw, struct lws *wsi);
+/* Routing's answer for `http`: true when it was a console request (and is
+ * now answered), false when it is an HTTP request's. */
+bool gw_console_answer(gw_t *gw, void *http, const gw_answer_t *a);
 
 #endif

@@ -31,7 +31,10 @@
 #define SIG_MAX 128
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 
-typedef enum { ROUTE_NONE, ROUTE_INBOUND, ROUTE_STATUS, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS } route_t;
+/* GET-only routes from ROUTE_HEALTHZ on */
+typedef enum {
+    ROUTE_NONE, ROUTE_INBOUND, ROUTE_STATUS, ROUTE_HEALTHZ, ROUTE_READYZ, ROUTE_METRICS, ROUTE_CONSOLE
+} route_t;
 
 typedef struct {
     char request_id[GW_REQUEST_ID_LEN];
@@ -49,6 +52,8 @@ typedef struct {
     int status;
     char content_type[48];
     const char *carries;      /* X-Souk-Answer, or NULL */
+    char set_cookie[200];     /* console: Set-Cookie, or "" */
+    char location[64];        /* console: Location, or "" */
     char *out;
     size_t out_len;
 } pss_t;
@@ -122,8 +127,36 @@ static const char *s_route_label(route_t route)
     case ROUTE_HEALTHZ: return "/healthz";
     case ROUTE_READYZ: return "/readyz";
     case ROUTE_METRICS: return "/metrics";
+    case ROUTE_CONSOLE: return "/console";
     default: return "other";
     }
+}
+
+/* The console's page and files: never cached, never framed; and the
+ * cookie that carries its token. Nonzero when the headers do not fit. */
+static int s_console_headers(struct lws *wsi, pss_t *pss, unsigned char **p, unsigned char *end)
+{
+    static const struct { const char *name, *value; } fixed[] = {
+        { "cache-control:", "no-store" },
+        { "x-frame-options:", "DENY" },
+        { "x-content-type-options:", "nosniff" },
+        { "referrer-policy:", "no-referrer" },
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)fixed[i].name,
+                                        (const unsigned char *)fixed[i].value,
+                                        (int)strlen(fixed[i].value), p, end))
+            return 1;
+    if (*pss->set_cookie
+        && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_SET_COOKIE,
+                                        (unsigned char *)pss->set_cookie,
+                                        (int)strlen(pss->set_cookie), p, end))
+        return 1;
+    if (*pss->location
+        && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_LOCATION, (unsigned char *)pss->location,
+                                        (int)strlen(pss->location), p, end))
+        return 1;
+    return 0;
 }
 
 /* Writes the decided answer. Returns what the callback must return. */
@@ -157,6 +190,7 @@ static int s_write(struct lws *wsi, pss_t *pss)
             && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_ALLOW,
                                             (unsigned char *)(pss->route >= ROUTE_HEALTHZ ? "GET" : "POST"),
                                             pss->route >= ROUTE_HEALTHZ ? 3 : 4, &p, end))
+        || (pss->route == ROUTE_CONSOLE && s_console_headers(wsi, pss, &p, end))
         || (pss->close_after
             && lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (unsigned char *)"close", 5,
                                             &p, end))
@@ -198,6 +232,7 @@ static route_t s_route_of(const char *path)
     if (strcmp(path, "/healthz") == 0) return ROUTE_HEALTHZ;
     if (strcmp(path, "/readyz") == 0) return ROUTE_READYZ;
     if (strcmp(path, "/metrics") == 0) return ROUTE_METRICS;
+    if (gw_console_path(path)) return ROUTE_CONSOLE;
     return ROUTE_NONE;
 }
 
@@ -306,6 +341,19 @@ static void s_on_headers(struct lws *wsi, pss_t *pss, const char *path)
             s_reject(pss, 405, "method not allowed: use GET");
         else
             gw_metrics_scrape(gw->metrics, wsi); /* answered when the supervisor replies */
+        return;
+    case ROUTE_CONSOLE:
+        if (!get) {
+            s_reject(pss, 405, "method not allowed: use GET");
+        } else {
+            gw_console_http_t c;
+            gw_console_http(gw, wsi, path, &c);
+            s_set_answer(pss, c.body ? c.status : 500, c.content_type ? c.content_type : TEXT_PLAIN,
+                         c.body ? c.body : "", c.len);
+            snprintf(pss->set_cookie, sizeof pss->set_cookie, "%s", c.set_cookie);
+            snprintf(pss->location, sizeof pss->location, "%s", c.location);
+            free(c.body);
+        }
         return;
     default:
         break;
@@ -632,6 +680,8 @@ static int s_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
             return 0;
         rc = s_write(wsi, pss);
         break;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return gw_console_confirm_upgrade(gw, wsi);
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
         if (pss && pss->route == ROUTE_METRICS && !pss->answered)

@@ -47,7 +47,8 @@
     V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs") \
     V(SOUK_STORE_DIR, str, store_dir, "", 0, 0, "Folder of the SQLite database (souk.db); empty: SOUK_DATA. Nodes on one machine may share it") \
     V(SOUK_NODE_ID, str, node_id, "", 0, 0, "This node's name among several sharing one database; set (or SOUK_STORE=dynamodb, where it defaults to hostname:port) turns on session leases") \
-    V(SOUK_LEASE_MS, int, lease_ms, "15000", 1000, 600000, "Several nodes: how long a user's session lease lasts without renewal (a dead node's users move after this)")
+    V(SOUK_LEASE_MS, int, lease_ms, "15000", 1000, 600000, "Several nodes: how long a user's session lease lasts without renewal (a dead node's users move after this)") \
+    V(SOUK_CONSOLE_TOKEN, secret, console_token, "", 0, 0, "Token of the web console at /console; unset: the console is off (./scripts/run sets one)")
 
 /* Choices of the enum variables, checked at load. */
 #define SOUK_CONFIG_CHOICES(C)                                               \

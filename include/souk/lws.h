@@ -30,7 +30,8 @@
     X(sul_schedule) X(sul_cancel) X(callback_on_writable) X(callback_http_dummy)        \
     X(hdr_copy) X(hdr_copy_fragment) X(hdr_custom_copy) X(hdr_total_length)             \
     X(add_http_header_by_name) X(add_http_header_by_token) X(add_http_header_status)    \
-    X(finalize_http_header) X(http_transaction_completed) X(write)
+    X(finalize_http_header) X(http_transaction_completed) X(write)                     \
+    X(is_final_fragment) X(set_timeout)
 
 /* One pointer per function, typed from libwebsockets' own declaration. */
 typedef struct {
@@ -73,5 +74,7 @@ const souk_lws_t *souk_lws(void);
 #define lws_finalize_http_header (souk_lws()->finalize_http_header)
 #define lws_http_transaction_completed (souk_lws()->http_transaction_completed)
 #define lws_write (souk_lws()->write)
+#define lws_is_final_fragment (souk_lws()->is_final_fragment)
+#define lws_set_timeout (souk_lws()->set_timeout)
 
 #endif

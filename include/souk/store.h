@@ -283,6 +283,9 @@ int store_outbox_due(store_t *self, store_outbox_state_t state, int64_t now_ms, 
 int store_outbox_count(store_t *self, int64_t counts[STORE_OUTBOX_STATES]);
 /* The user's messages still offered (waiting for the gateway's verdict). */
 int store_outbox_offered(store_t *self, const char *waid, store_outbox_cb cb, void *arg);
+/* Every message, newest first (the web console's view); stop early from cb.
+ * SOUK_EUNAVAIL when the backend has no such list. */
+int store_outbox_list_all(store_t *self, store_outbox_cb cb, void *arg);
 
 /* A Twilio status callback: status is sent, delivered, read, failed or
  * undelivered (queued and sending are recorded and change nothing).
@@ -479,6 +482,7 @@ typedef struct {
     int (*outbox_due)(store_impl_t *h, store_outbox_state_t state, int64_t now_ms, int limit,
                       store_outbox_cb cb, void *arg);
     int (*outbox_offered)(store_impl_t *h, const char *waid, store_outbox_cb cb, void *arg);
+    int (*outbox_list)(store_impl_t *h, store_outbox_cb cb, void *arg); /* optional */
     int (*delivery_update)(store_impl_t *h, const char *twilio_sid, store_outbox_state_t status,
                            int error_code, int64_t ts_ms, store_outbox_state_t *state);
     int (*idem_get)(store_impl_t *h, const char *key, char **result_json);
