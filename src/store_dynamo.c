@@ -18,10 +18,12 @@
 #include "store_dynamo_io.h"
 #include "souk/error.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define TRIM_EVERY 8            /* history: old entries are deleted every 8th append */
@@ -1356,10 +1358,9 @@ static void s_close(store_impl_t *h)
     free(h);
 }
 
-static int s_open(const char *data_dir, const store_options_t *opt, store_impl_t **out, char *err,
-                  size_t errlen)
+/* A handle on the table, without a request. */
+static int s_connect(const store_options_t *opt, store_impl_t **out, char *err, size_t errlen)
 {
-    (void) data_dir;            /* everything lives in the table */
     store_impl_t *h = calloc(1, sizeof *h);
     if (!h)
         return SOUK_ENOMEM;
@@ -1373,6 +1374,19 @@ static int s_open(const char *data_dir, const store_options_t *opt, store_impl_t
     }
     *out = h;
     return SOUK_OK;
+}
+
+static int s_open(const char *data_dir, const store_options_t *opt, store_impl_t **out, char *err,
+                  size_t errlen)
+{
+    /* the store lives in the table; the folder still holds the node's own
+     * files (search index, sockets), as with SQLite */
+    if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+        if (err && errlen)
+            snprintf(err, errlen, "cannot create %s: %s", data_dir, strerror(errno));
+        return SOUK_EIO;
+    }
+    return s_connect(opt, out, err, errlen);
 }
 
 static const char *s_last_error(const store_impl_t *h)
@@ -1401,9 +1415,10 @@ static json_t *s_gsi(const char *name, const char *pk, const char *sk)
  * minutes) for it to be ACTIVE. On-demand billing: no capacity to plan. */
 static int s_create(const char *data_dir, char *err, size_t errlen)
 {
+    (void) data_dir;
     store_impl_t *h = NULL;
     store_options_t opt = { .history_keep = 200 };
-    int rc = s_open(data_dir, &opt, &h, err, errlen);
+    int rc = s_connect(&opt, &h, err, errlen);
     if (rc)
         return rc;
     json_t *req = json_pack("{s:s, s:s, s:[{s:s,s:s},{s:s,s:s}], s:[]}", "TableName", h->table,

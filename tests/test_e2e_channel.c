@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dynalite.h"
 #include "harness.h"
 
 static const char *const fast_env[] = { "SOUK_DEBOUNCE_MS=0", NULL };
@@ -221,5 +222,10 @@ int main(void)
         cmocka_unit_test(test_concurrent_users_no_cross_talk),
         cmocka_unit_test(test_bad_requests),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* on DynamoDB every test shares one table: their users and sids differ */
+    if (dynalite_start() != 0 || dynalite_fresh_table() != 0)
+        return 1;
+    int failures = cmocka_run_group_tests_name(dynalite_backend(), tests, NULL, NULL);
+    dynalite_stop();
+    return failures;
 }

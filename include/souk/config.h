@@ -44,7 +44,9 @@
     V(SOUK_AGENT, enum, agent, "builtin", 0, 0, "Who answers: builtin (the shop assistant) or echo (a help text echoing the message: checks the channel without the shop)") \
     V(SOUK_SHOP_NAME, str, shop_name, "Souk Demo Shop", 0, 0, "The shop's name, as the assistant says it") \
     V(SOUK_MERCHANT_WHATSAPP, str, merchant_whatsapp, "", 0, 0, "Merchant's WhatsApp number for new-order and ticket notifications") \
-    V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs")
+    V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs") \
+    V(DYNAMODB_ENDPOINT, url, dynamodb_endpoint, "", 0, 0, "DynamoDB endpoint (dynalite, DynamoDB Local); unset: https://dynamodb.AWS_REGION.amazonaws.com") \
+    V(SOUK_TABLE_PREFIX, str, table_prefix, "", 0, 0, "Prefix of the DynamoDB table name (PREFIXsouk): several shops in one account")
 
 /* Choices of the enum variables, checked at load. */
 #define SOUK_CONFIG_CHOICES(C)                                               \
