@@ -266,9 +266,11 @@ static int s_error_code(dynamo_t *self, long status, s_outcome_t *outcome)
              || strcmp(name, "LimitExceededException") == 0 || status >= 500) {
         rc = SOUK_EBUSY;
         *outcome = OUTCOME_RETRY_BUSY;
-    } else if (strcmp(name, "ResourceNotFoundException") == 0)
+    } else if (strcmp(name, "ResourceNotFoundException") == 0) {
         rc = SOUK_ECONFIG;
-    else if (strcmp(name, "ResourceInUseException") == 0)
+        snprintf(self->errmsg, sizeof self->errmsg,
+                 "dynamodb: no such table at %.200s: run `souk db create`", self->endpoint);
+    } else if (strcmp(name, "ResourceInUseException") == 0)
         rc = SOUK_EEXISTS;
     else if (strcmp(name, "ValidationException") == 0 || strcmp(name, "SerializationException") == 0)
         rc = SOUK_EINVAL;
