@@ -16,7 +16,14 @@ const char *dynalite_backend(void);
  * dummy AWS credentials; returns 0, or -1 with a message on stderr.
  * Does nothing for sqlite. */
 int dynalite_start(void);
-/* Stops the dynalite this process started (by its pid). */
+/* As dynalite_start, with its data on disk (a temporary folder), so that
+ * dynalite_kill and dynalite_restart play an outage that loses nothing. */
+int dynalite_start_persistent(void);
+/* Kills dynalite (SIGKILL): DynamoDB is unreachable until dynalite_restart,
+ * which starts it again on the same port and data; 0 or -1. */
+void dynalite_kill(void);
+int dynalite_restart(void);
+/* Stops the dynalite this process started (by its pid), removes its data. */
 void dynalite_stop(void);
 /* When the backend is "dynamodb": sets a new SOUK_TABLE_PREFIX and creates
  * the table in it (store_create); 0 or -1. */
