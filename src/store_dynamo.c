@@ -596,15 +596,23 @@ static int s_outbox_transition(store_impl_t *h, const char *key, store_outbox_st
                          ":one", c->count_attempt ? dynamo_n(1) : NULL,
                          ":na", c->next_attempt_ms > 0 ? dynamo_n(c->next_attempt_ms) : NULL,
                          ":now", c->now_ms > 0 ? dynamo_n(c->now_ms) : NULL, NULL);
-    int rc = ddb_update(h, pk, "O", set, "st = :exp", NULL, v, NULL);
+    json_t *attrs = NULL;
+    int rc = ddb_update(h, pk, "O", set, "st = :exp", NULL, v, &attrs);
     bool moved = rc == SOUK_OK;
     if (rc != SOUK_OK && rc != SOUK_ECONFLICT)
         return rc;
-    if (moved && c->twilio_sid)
+    store_outbox_t row;
+    if (moved && !c->twilio_sid) {
+        /* the row as written: no read after (DynamoDB bills every read) */
+        rc = out ? s_outbox_from(attrs, out) : SOUK_OK;
+        json_decref(attrs);
+        return rc;
+    }
+    json_decref(attrs);
+    if (moved)
         rc = s_outbox_fold(h, key, c->twilio_sid, to);
     if (rc != SOUK_OK && rc != SOUK_ECONFLICT)
         return rc;
-    store_outbox_t row;
     rc = s_outbox_get(h, key, &row);
     if (rc)
         return rc;
