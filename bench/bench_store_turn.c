@@ -5,7 +5,11 @@
  *   inbound put, user seen, history (in), outbox put (offered),
  *   history (out), inbound finish, outbox offered -> queued.
  * Prints turns/s for all processes together and the latency of one turn
- * (p50, p99, p99.9, max). Usage: bench_store_turn [PROCESSES [TURNS_EACH]] */
+ * (p50, p99, p99.9, max), and on DynamoDB the requests a turn costs (what
+ * DynamoDB bills). Usage: bench_store_turn [PROCESSES [TURNS_EACH [BACKEND]]]
+ * BACKEND sqlite (default) or dynamodb: the table from the environment
+ * (DYNAMODB_ENDPOINT, SOUK_TABLE_PREFIX...), created if missing; see
+ * bench/dynamo/run.sh. */
 #include "souk/error.h"
 #include "souk/store.h"
 
@@ -69,12 +73,14 @@ int main(int argc, char **argv)
 {
     int procs = argc > 1 ? atoi(argv[1]) : 50;
     int turns = argc > 2 ? atoi(argv[2]) : 200;
+    const char *backend = argc > 3 ? argv[3] : "sqlite";
     char dir[] = "/tmp/skstore-XXXXXX";
     if (!mkdtemp(dir))
         return 1;
     store_t *st;
     char err[256];
-    if (store_open("sqlite", dir, NULL, &st, err, sizeof err) != SOUK_OK) {
+    if (store_create(backend, dir, err, sizeof err) != SOUK_OK
+        || store_open(backend, dir, NULL, &st, err, sizeof err) != SOUK_OK) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }
@@ -82,12 +88,14 @@ int main(int argc, char **argv)
     size_t n = (size_t)procs * (size_t)turns;
     int64_t *lat = mmap(NULL, n * sizeof *lat, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                         -1, 0);
+    store_ops_t *ops = mmap(NULL, (size_t)procs * sizeof *ops, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     int64_t t0 = s_now_ns();
     for (int p = 0; p < procs; p++) {
         if (fork() != 0)
             continue;
         store_t *mine;
-        if (store_open("sqlite", dir, NULL, &mine, err, sizeof err) != SOUK_OK)
+        if (store_open(backend, dir, NULL, &mine, err, sizeof err) != SOUK_OK)
             _exit(1);
         char waid[32];
         snprintf(waid, sizeof waid, "1555%07d", p);
@@ -97,6 +105,7 @@ int main(int argc, char **argv)
                 _exit(2);
             lat[(size_t)p * (size_t)turns + (size_t)i] = s_now_ns() - a;
         }
+        store_ops(mine, &ops[p]);
         store_close(&mine);
         _exit(0);
     }
@@ -105,10 +114,21 @@ int main(int argc, char **argv)
         failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
     double secs = (double)(s_now_ns() - t0) / 1e9;
     qsort(lat, n, sizeof *lat, s_cmp);
-    printf("store turns (7 writes each): %d processes x %d turns: %.0f turns/s; one turn p50 %.2f ms, "
+    printf("%s store turns (7 writes each): %d processes x %d turns: %.0f turns/s; one turn p50 %.2f ms, "
            "p99 %.2f ms, p99.9 %.2f ms, max %.2f ms; %d failed\n",
-           procs, turns, (double)n / secs, lat[n / 2] / 1e6, lat[(size_t)(n * 0.99)] / 1e6,
+           backend, procs, turns, (double)n / secs, lat[n / 2] / 1e6, lat[(size_t)(n * 0.99)] / 1e6,
            lat[(size_t)(n * 0.999)] / 1e6, lat[n - 1] / 1e6, failed);
+    store_ops_t all = { 0 };
+    for (int p = 0; p < procs; p++) {
+        all.requests += ops[p].requests;
+        all.reads += ops[p].reads;
+        all.writes += ops[p].writes;
+        all.retries += ops[p].retries;
+    }
+    if (all.requests)
+        printf("  per turn: %.2f requests = %.2f reads + %.2f writes (%llu retries in all)\n",
+               (double)all.requests / (double)n, (double)all.reads / (double)n,
+               (double)all.writes / (double)n, (unsigned long long)all.retries);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     return system(cmd) == 0 && !failed ? 0 : 1;

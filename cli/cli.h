@@ -10,6 +10,8 @@ int cli_status(souk_config_t *cfg, int argc, char **argv);
 int cli_events(souk_config_t *cfg, int argc, char **argv);
 int cli_chat(souk_config_t *cfg, int argc, char **argv);
 
+/* cli/db.c */
+int cli_db(souk_config_t *cfg, int argc, char **argv);
 /* cli/import.c */
 int cli_import(souk_config_t *cfg, int argc, char **argv);
 /* cli/merchant.c */

@@ -33,6 +33,8 @@ static const struct {
       "lifecycle events as JSON lines (until interrupted)" },
     { "chat", cli_chat, "chat [--from +15551234567] [--name Ana]",
       "talk to souk as a WhatsApp user" },
+    { "db", cli_db, "db create",
+      "create the store's tables and indexes (DynamoDB) or database" },
     { "import", cli_import, "import FILE [--dry-run] [--if-empty] [--format csv|json|jsonl]",
       "load products, all or nothing" },
     { "products", cli_products, "products [--json] [--count]",

@@ -26,7 +26,7 @@ struct store_s {
     int history_keep;
 };
 
-static const store_backend_t *const s_backends[] = { &store_sqlite_backend };
+static const store_backend_t *const s_backends[] = { &store_sqlite_backend, &store_dynamo_backend };
 
 /* ---- enum names ---------------------------------------------------------- */
 
@@ -157,6 +157,41 @@ static int s_fail(char *err, size_t errlen, int rc, const char *msg)
     return rc;
 }
 
+static const store_backend_t *s_backend(const char *name, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof s_backends / sizeof *s_backends; i++)
+        if (strcmp(s_backends[i]->name, name) == 0)
+            return s_backends[i];
+    if (err && errlen)
+        snprintf(err, errlen, "store backend '%s' is not built in (known: sqlite, dynamodb)", name);
+    return NULL;
+}
+
+int store_create(const char *backend, const char *data_dir, char *err, size_t errlen)
+{
+    if (!backend || !s_text_ok(data_dir))
+        return s_fail(err, errlen, SOUK_EINVAL, "store_create: backend and data_dir are required");
+    const store_backend_t *be = s_backend(backend, err, errlen);
+    if (!be)
+        return SOUK_EINVAL;
+    if (be->create)
+        return be->create(data_dir, err, errlen);
+    store_t *s = NULL;
+    int rc = store_open(backend, data_dir, NULL, &s, err, errlen);
+    store_close(&s);
+    return rc;
+}
+
+int store_ops(const store_t *self, store_ops_t *out)
+{
+    if (!out)
+        return SOUK_EINVAL;
+    *out = (store_ops_t) { 0 };
+    if (!self)
+        return SOUK_EINVAL;
+    return self->be->ops ? self->be->ops(self->impl, out) : SOUK_EUNAVAIL;
+}
+
 int store_open(const char *backend, const char *data_dir, const store_options_t *opt,
                store_t **out, char *err, size_t errlen)
 {
@@ -173,15 +208,9 @@ int store_open(const char *backend, const char *data_dir, const store_options_t 
     if (!o.history_keep)
         o.history_keep = 200;
 
-    const store_backend_t *be = NULL;
-    for (size_t i = 0; i < sizeof s_backends / sizeof *s_backends; i++)
-        if (strcmp(s_backends[i]->name, backend) == 0)
-            be = s_backends[i];
-    if (!be) {
-        if (err && errlen)
-            snprintf(err, errlen, "store backend '%s' is not built in (known: sqlite)", backend);
+    const store_backend_t *be = s_backend(backend, err, errlen);
+    if (!be)
         return SOUK_EINVAL;
-    }
     store_t *self = calloc(1, sizeof *self);
     if (!self)
         return s_fail(err, errlen, SOUK_ENOMEM, "store_open: out of memory");
@@ -315,6 +344,8 @@ int store_inbound_pending(store_t *self, const char *waid, store_inbound_cb cb, 
 int store_inbound_stale(store_t *self, int64_t before_ms, int limit, store_waid_cb cb, void *arg)
 {
     CHECK(self && before_ms >= 0 && limit >= 1 && limit <= DUE_LIMIT_MAX && cb);
+    if (!self->be->inbound_stale)
+        return SOUK_EUNAVAIL;
     return self->be->inbound_stale(self->impl, before_ms, limit, cb, arg);
 }
 

@@ -217,7 +217,8 @@ void sup_session_exited(sup_t *sup, sup_child_t *c, int code, int sig, bool stop
         return;
     }
     bool crash = verdict == SUP_EXIT_RESTART && !stopping;
-    bool quarantined = crash && s_charge(sup, c, now);
+    /* a store outage is restarted after the back-off but charged to no one */
+    bool quarantined = crash && !(code == SOUK_EXIT_TEMPFAIL && !sig) && s_charge(sup, c, now);
     sup_send_session_exit(sup, c->arg, code, sig, quarantined);
     if (crash && !quarantined) {
         sup_child_schedule_restart(sup, c);

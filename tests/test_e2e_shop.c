@@ -7,7 +7,10 @@
  *
  * Routing as designed: searches, order status and general questions are
  * answered inline; placing or cancelling an order and opening a ticket are
- * acknowledged inline ("later") and answered through the sender. */
+ * acknowledged inline ("later") and answered through the sender.
+ *
+ * The store is SOUK_TEST_STORE's: SQLite, or DynamoDB on a dynalite this
+ * test starts, one fresh table per test (meson runs both). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dynalite.h"
 #include "harness.h"
 
 #ifndef SOUK_SRC_DIR
@@ -282,6 +286,8 @@ static void shop_stop(shop_t *s)
 
 static int s_setup(void **state)
 {
+    if (dynalite_fresh_table() != 0)
+        return -1;
     *state = calloc(1, sizeof(shop_t));
     return *state ? 0 : -1;
 }
@@ -1173,5 +1179,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_tool_actors_killed_mid_order, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_session_killed_mid_order, s_setup, s_teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    if (dynalite_start() != 0)
+        return 1;
+    int failures = cmocka_run_group_tests_name(dynalite_backend(), tests, NULL, NULL);
+    dynalite_stop();
+    return failures;
 }

@@ -43,7 +43,9 @@ void session_fail(session_t *self, const char *what, int rc)
 {
     SLOG_ERROR("session.failed", "what=%s err=%s store=\"%s\"", what, souk_errname(rc),
                self->store ? store_last_error(self->store) : "");
-    self->exit_code = 1;
+    /* the store unreachable or throttled past its retries (DynamoDB): not
+     * this user's fault, and nothing is lost by leaving (see error.h) */
+    self->exit_code = rc == SOUK_EUNAVAIL || rc == SOUK_EBUSY ? SOUK_EXIT_TEMPFAIL : 1;
 }
 
 bool session_busy(const session_t *self)
@@ -389,9 +391,11 @@ int session_main(souk_config_t *cfg, const char *name, const char *arg)
         session_lease_start(&self);
         /* Offers first: a resumed turn may find its row among them. The
          * user's pending work is the lease holder's. */
-        if (session_reply_resume(&self) != SOUK_OK
-            || (self.lease_held && session_turn_resume(&self) != SOUK_OK))
-            code = 1;
+        int rc = session_reply_resume(&self);
+        if (rc == SOUK_OK && self.lease_held)
+            rc = session_turn_resume(&self);
+        if (rc != SOUK_OK)
+            code = rc == SOUK_EUNAVAIL || rc == SOUK_EBUSY ? SOUK_EXIT_TEMPFAIL : 1;
     }
     if (code == 0) {
         session_schedule(&self);

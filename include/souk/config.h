@@ -48,7 +48,9 @@
     V(SOUK_STORE_DIR, str, store_dir, "", 0, 0, "Folder of the SQLite database (souk.db); empty: SOUK_DATA. Nodes on one machine may share it") \
     V(SOUK_NODE_ID, str, node_id, "", 0, 0, "This node's name among several sharing one database; set (or SOUK_STORE=dynamodb, where it defaults to hostname:port) turns on session leases") \
     V(SOUK_LEASE_MS, int, lease_ms, "15000", 1000, 600000, "Several nodes: how long a user's session lease lasts without renewal (a dead node's users move after this)") \
-    V(SOUK_CONSOLE_TOKEN, secret, console_token, "", 0, 0, "Token of the web console at /console; unset: the console is off (./scripts/run sets one)")
+    V(SOUK_CONSOLE_TOKEN, secret, console_token, "", 0, 0, "Token of the web console at /console; unset: the console is off (./scripts/run sets one)") \
+    V(DYNAMODB_ENDPOINT, url, dynamodb_endpoint, "", 0, 0, "DynamoDB endpoint (dynalite, DynamoDB Local); unset: https://dynamodb.AWS_REGION.amazonaws.com") \
+    V(SOUK_TABLE_PREFIX, str, table_prefix, "", 0, 0, "Prefix of the DynamoDB table name (PREFIXsouk): several shops in one account")
 
 /* Choices of the enum variables, checked at load. */
 #define SOUK_CONFIG_CHOICES(C)                                               \

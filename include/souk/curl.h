@@ -32,7 +32,7 @@
 /* The libcurl functions souk calls, without their "curl_" prefix. */
 #define SOUK_CURL_FUNCTIONS(X)                                                          \
     X(global_init) X(global_cleanup)                                                    \
-    X(easy_init) X(easy_cleanup) X(easy_perform) X(easy_setopt) X(easy_getinfo)         \
+    X(easy_init) X(easy_cleanup) X(easy_reset) X(easy_perform) X(easy_setopt) X(easy_getinfo)         \
     X(easy_strerror) X(easy_escape) X(free) X(getdate)                                  \
     X(slist_append) X(slist_free_all)                                                   \
     X(multi_init) X(multi_cleanup) X(multi_setopt) X(multi_add_handle)                  \
@@ -62,6 +62,7 @@ const souk_curl_t *souk_curl(void);
 #define curl_global_cleanup (souk_curl()->global_cleanup)
 #define curl_easy_init (souk_curl()->easy_init)
 #define curl_easy_cleanup (souk_curl()->easy_cleanup)
+#define curl_easy_reset (souk_curl()->easy_reset)
 #define curl_easy_perform (souk_curl()->easy_perform)
 #define curl_easy_setopt (souk_curl()->easy_setopt)
 #define curl_easy_getinfo (souk_curl()->easy_getinfo)

@@ -44,5 +44,10 @@ int souk_errcode(const char *name);
 /* Exit code for a configuration error (sysexits EX_CONFIG): the supervisor
  * does not restart a child that exits with it. */
 #define SOUK_EXIT_CONFIG 78
+/* Exit code for "a service I need is unreachable" (sysexits EX_TEMPFAIL):
+ * a session that cannot reach the store exits with it, its work pending in
+ * the gateway and the store; the supervisor restarts it after the back-off
+ * without counting a crash against the user (no quarantine for an outage). */
+#define SOUK_EXIT_TEMPFAIL 75
 
 #endif

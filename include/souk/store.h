@@ -116,11 +116,26 @@ typedef struct {
  * SOUK_EIO, SOUK_EBUSY. */
 int store_open(const char *backend, const char *data_dir, const store_options_t *opt,
                store_t **out, char *err, size_t errlen);
+/* Creates what the backend needs before any store_open: for "dynamodb"
+ * the table and its indexes (an existing table is fine; waits until it is
+ * ACTIVE), for "sqlite" the database file and schema. `souk db create`. */
+int store_create(const char *backend, const char *data_dir, char *err, size_t errlen);
 /* Closes the handle and sets *self_p to NULL; NULL or *NULL is a no-op. */
 void store_close(store_t **self_p);
 /* Text of the backend's last error on this handle, for logs; never NULL,
  * valid until the next call on the handle. */
 const char *store_last_error(const store_t *self);
+
+/* Requests this handle made, what DynamoDB bills: reads (GetItem, Query)
+ * and writes (PutItem, UpdateItem, DeleteItem, each item of a batch), with
+ * the capacity units the service reported. */
+typedef struct {
+    uint64_t requests, retries, reads, writes;
+    double read_units, write_units;
+} store_ops_t;
+/* SOUK_OK, or SOUK_EUNAVAIL (zeroes) for a backend that does not count
+ * (sqlite). */
+int store_ops(const store_t *self, store_ops_t *out);
 
 /* ---- users (by waid) ---------------------------------------------------- */
 
@@ -461,6 +476,8 @@ typedef struct {
                 char *err, size_t errlen);
     void (*close)(store_impl_t *h);
     const char *(*last_error)(const store_impl_t *h);
+    int (*create)(const char *data_dir, char *err, size_t errlen);  /* NULL: open does it */
+    int (*ops)(const store_impl_t *h, store_ops_t *out);            /* NULL: not counted */
     int (*user_seen)(store_impl_t *h, const store_user_seen_t *seen);
     int (*user_get)(store_impl_t *h, const char *waid, store_user_t *out);
     int (*user_set_opt_out)(store_impl_t *h, const char *waid, bool opted_out, int64_t now_ms);
@@ -518,6 +535,7 @@ typedef struct {
 } store_backend_t;
 
 extern const store_backend_t store_sqlite_backend;
+extern const store_backend_t store_dynamo_backend;
 
 /* Writes a fresh id, prefix + "-" + 5 characters of Crockford base32
  * ("SK-7K3Q9"), into buf (at least 16 bytes); for backends. */

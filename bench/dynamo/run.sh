@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# One souk node on DynamoDB (dynalite) versus SQLite (issue 6): messages per
+# second through the whole webhook path, and the DynamoDB requests a message
+# costs (reads and writes: what DynamoDB bills), counted by a proxy in front
+# of dynalite (bench/dynamo/count_proxy.py) over every actor of the node.
+# Two conversations: the echo answer (SOUK_AGENT=echo, the channel alone) and
+# a product search answered by the built-in agent on the demo catalogue.
+# Usage: bench/dynamo/run.sh [SECONDS]   BUILD=build-release by default
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS="${1:-10}"
+BUILD="${BUILD:-build-release}"
+./scripts/setup
+[ -x "$BUILD/souk" ] || ./scripts/build "$BUILD" -Dbuildtype=release
+TOKEN=0123456789abcdef0123456789abcdef
+PUBLIC=https://bench.example.org
+WORK=$(mktemp -d /tmp/skd-XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; return 1; }
+wrk_report() { # name, wrk output
+  printf '%-44s %10s msgs/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" \
+    "$(awk '/Requests\/sec/ {print $2}' "$2")" "$(awk '$1=="50%" {print $2}' "$2")" \
+    "$(awk '$1=="99%" {print $2}' "$2")" "$(awk '/Non-2xx/ {print $NF}' "$2" | grep . || echo 0)"
+}
+
+DPORT=$(free_port)
+node tests/node_modules/dynalite/cli.js --host 127.0.0.1 --port "$DPORT" --createTableMs 0 >"$WORK/dynalite.log" 2>&1 &
+wait_http "http://127.0.0.1:$DPORT/" || true
+PPORT=$(free_port)
+python3 bench/dynamo/count_proxy.py "$PPORT" "$DPORT" &
+sleep 0.5
+
+n=0
+for agent in echo builtin; do
+  body="hello"; [ $agent = builtin ] && body="show me running shoes"
+  n=$((n + 1))
+  python3 bench/webhook/gen_requests.py "$WORK/warm$n.tsv" 3000 1000 "$TOKEN" "$PUBLIC" $((10 + n)) --body hi
+  python3 bench/webhook/gen_requests.py "$WORK/load$n.tsv" 200000 1000 "$TOKEN" "$PUBLIC" $((20 + n)) --body "$body"
+  python3 bench/webhook/gen_requests.py "$WORK/count$n.tsv" 20000 1000 "$TOKEN" "$PUBLIC" $((30 + n)) --body "$body"
+  for store in sqlite dynamodb; do
+    export SOUK_DATA="$WORK/$store-$agent" SOUK_STORE=$store SOUK_TABLE_PREFIX="b${n}_"
+    export DYNAMODB_ENDPOINT="http://127.0.0.1:$PPORT" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+    "$BUILD/souk" db create >/dev/null
+    "$BUILD/souk" import data/demo/products.jsonl >/dev/null 2>&1
+    PORT=$(free_port)
+    SOUK_PORT=$PORT SOUK_LISTEN=lo SOUK_PUBLIC_URL=$PUBLIC TWILIO_AUTH_TOKEN=$TOKEN SOUK_DEBOUNCE_MS=0 \
+      SOUK_LOG_LEVEL=warn SOUK_SESSIONS_MAX=50000 SOUK_SESSION_IDLE_S=3600 SOUK_AGENT=$agent \
+      "$BUILD/souk" serve >"$WORK/souk-$store-$agent.log" 2>&1 &
+    SPID=$!
+    wait_http "http://127.0.0.1:$PORT/readyz"
+    # every user's session live first
+    wrk -t1 -c32 -d3s -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/warm$n.tsv" >/dev/null
+    if [ $store = dynamodb ]; then
+      # requests per message: a closed loop at c=4, every actor counted
+      curl -fs "http://127.0.0.1:$PPORT/reset" >/dev/null
+      wrk -t1 -c4 -d3s -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/count$n.tsv" >"$WORK/count$n.txt"
+      sleep 1   # the sender's last scans: counted too
+      msgs=$(awk '/requests in/ {print $1}' "$WORK/count$n.txt")
+      curl -fs "http://127.0.0.1:$PPORT/counts" | python3 -c '
+import json, sys
+c, m = json.load(sys.stdin), int(sys.argv[1])
+reads = sum(v for k, v in c.items() if k in ("GetItem", "Query", "Scan", "BatchGetItem"))
+writes = sum(v for k, v in c.items() if k in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"))
+ops = ", ".join("%s %.2f" % (k, v / m) for k, v in sorted(c.items()))
+print("  per message (%d messages): %.2f reads + %.2f writes requests  [%s]" % (m, reads / m, writes / m, ops))' "$msgs"
+    fi
+    wrk -t1 -c16 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/load$n.tsv" >"$WORK/load-$store-$agent.txt"
+    wrk_report "$agent answer on $store (1,000 users, c=16)" "$WORK/load-$store-$agent.txt"
+    kill $SPID; wait $SPID 2>/dev/null || true
+  done
+done
