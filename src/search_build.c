@@ -168,9 +168,9 @@ static int s_open_writer(build_t *b, const char *index_path, char *err, size_t e
 {
     embed_id_t id;
     embed_identity(b->e, &id);
-    int rc = s_open_store(b, index_path, b->vs_err, sizeof b->vs_err);
+    int rc = vindex_writer_new(index_path, &id, &b->w, err, errlen);
     if (rc == SOUK_OK)
-        rc = vindex_writer_new(index_path, &id, &b->w, err, errlen);
+        rc = s_open_store(b, index_path, b->vs_err, sizeof b->vs_err);
     uint8_t *state = NULL;
     size_t state_len = 0;
     if (rc == SOUK_OK)
