@@ -44,14 +44,19 @@
     V(SOUK_AGENT, enum, agent, "builtin", 0, 0, "Who answers: builtin (the shop assistant) or echo (a help text echoing the message: checks the channel without the shop)") \
     V(SOUK_SHOP_NAME, str, shop_name, "Souk Demo Shop", 0, 0, "The shop's name, as the assistant says it") \
     V(SOUK_MERCHANT_WHATSAPP, str, merchant_whatsapp, "", 0, 0, "Merchant's WhatsApp number for new-order and ticket notifications") \
-    V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs")
+    V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs") \
+    V(SOUK_VECTOR, enum, vector, "local", 0, 0, "Where product vectors live: local (products.vindex in the data folder) or pinecone") \
+    V(PINECONE_INDEX_HOST, url, pinecone_index_host, "", 0, 0, "Pinecone index host, e.g. https://shop-abc123.svc.aped-4627-b74a.pinecone.io (SOUK_VECTOR=pinecone)") \
+    V(PINECONE_API_KEY, secret, pinecone_api_key, "", 0, 0, "Pinecone API key (SOUK_VECTOR=pinecone)") \
+    V(SOUK_PINECONE_NAMESPACE, str, pinecone_namespace, "", 0, 0, "Pinecone namespace of this shop; empty: SOUK_SHOP_NAME as a slug (souk-demo-shop)")
 
 /* Choices of the enum variables, checked at load. */
 #define SOUK_CONFIG_CHOICES(C)                                               \
     C(store, "sqlite|dynamodb")                                              \
     C(agent, "builtin|echo")                                              \
     C(log_format, "logfmt|json")                                             \
-    C(log_level, "debug|info|warn|error")
+    C(log_level, "debug|info|warn|error")                                   \
+    C(vector, "local|pinecone")
 
 #define SOUK_CFG_T_str    char *
 #define SOUK_CFG_T_secret char *
