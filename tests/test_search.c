@@ -21,9 +21,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,12 +28,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "souk/curl.h"
 #include "souk/error.h"
 #include "souk/pinecone.h"
 #include "souk/search.h"
 #include "souk/vindex.h"
 #include "souk/vstore.h"
+#include "pinecone_ctl.h"
 
 #ifndef SOUK_SRC_DIR
 #define SOUK_SRC_DIR "."
@@ -801,135 +798,13 @@ static void test_demo_queries(void **state)
 
 /* ---- the Pinecone store alone (against the fake) ----------------------------------- */
 
-#define PC_KEY "pc-test-key-0123456789"
-
-static pid_t s_fake_pid;
-static int s_fake_port;
-
-static int fake_start(void)
-{
-    char script[1024];
-    snprintf(script, sizeof script, "%s/tests/fakes/pinecone_fake.py", SOUK_SRC_DIR);
-    int out[2];
-    if (pipe(out) < 0)
-        return -1;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    char *argv[] = { "python3", script, "--api-key", PC_KEY, NULL };
-    extern char **environ;
-    int rc = posix_spawnp(&s_fake_pid, "python3", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    FILE *p = rc == 0 ? fdopen(out[0], "r") : NULL;
-    char line[64] = "";
-    if (!p) {
-        close(out[0]);
-        return -1;
-    }
-    if (!fgets(line, sizeof line, p))
-        line[0] = '\0';
-    fclose(p);
-    s_fake_port = atoi(line);
-    if (s_fake_port <= 0)
-        return -1;
-    char host[64];
-    snprintf(host, sizeof host, "http://127.0.0.1:%d", s_fake_port);
-    setenv("PINECONE_INDEX_HOST", host, 1);
-    setenv("PINECONE_API_KEY", PC_KEY, 1);
-    setenv("SOUK_VECTOR", "pinecone", 1);
-    return 0;
-}
-
-static void fake_stop(void)
-{
-    if (s_fake_pid > 0) {
-        kill(s_fake_pid, SIGTERM);
-        waitpid(s_fake_pid, NULL, 0);
-        s_fake_pid = 0;
-    }
-}
-
-static size_t s_collect(char *data, size_t size, size_t n, void *arg)
-{
-    return fwrite(data, size, n, arg) * size;
-}
-
-/* A request to the fake's control endpoints; the answer parsed. */
-static json_t *fake_call(const char *method, const char *path, const char *body)
-{
-    char url[128], *buf = NULL;
-    size_t len = 0;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s_fake_port, path);
-    assert_int_equal(souk_curl_load(NULL, 0), SOUK_OK);
-    FILE *mem = open_memstream(&buf, &len);
-    CURL *e = curl_easy_init();
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    if (body)
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_collect);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, mem);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
-    CURLcode cc = curl_easy_perform(e);
-    curl_easy_cleanup(e);
-    fclose(mem);
-    json_t *doc = cc == CURLE_OK ? json_loads(buf, 0, NULL) : NULL;
-    free(buf);
-    assert_non_null(doc);
-    return doc;
-}
-
-static void fake_script(const char *rules)
-{
-    json_decref(fake_call("POST", "/_fake/script", rules));
-}
-
-/* Requests to path in namespace ns (NULL: any) since request index `from`. */
-static int fake_count(const char *path, const char *ns, size_t from, json_t **reqs_out)
-{
-    json_t *st = fake_call("GET", "/_fake/state", NULL);
-    json_t *reqs = json_object_get(st, "requests"), *r;
-    size_t i;
-    int n = 0;
-    json_array_foreach(reqs, i, r) {
-        const char *rns = json_string_value(json_object_get(r, "namespace"));
-        if (i >= from && strcmp(json_string_value(json_object_get(r, "path")), path) == 0 &&
-            (!ns || (rns && strcmp(rns, ns) == 0)))
-            n++;
-    }
-    if (reqs_out)
-        *reqs_out = json_incref(reqs);
-    json_decref(st);
-    return n;
-}
-
-static size_t fake_requests(void)
-{
-    json_t *reqs;
-    fake_count("/", NULL, 0, &reqs);
-    size_t n = json_array_size(reqs);
-    json_decref(reqs);
-    return n;
-}
-
-static int fake_vectors(const char *ns)
-{
-    json_t *st = fake_call("GET", "/_fake/state", NULL);
-    json_t *v = json_object_get(json_object_get(st, "namespaces"), ns);
-    int n = v ? (int)json_integer_value(v) : 0;
-    json_decref(st);
-    return n;
-}
-
 /* 450 products: upserts go in batches of PINECONE_UPSERT_MAX, each under the
  * byte limit, with the API version header. */
 static void test_pinecone_batches(void **state)
 {
     (void)state;
     /* the shared tests above asked the fake, not the local file */
-    assert_true(fake_count("/query", "small.vindex", 0, NULL) >= 10);
+    assert_true(pc_fake_count("/query", "small.vindex", 0, NULL) >= 10);
     enum { N = 450 };
     static store_product_t rows[N];
     static char skus[N][16], names[N][48];
@@ -942,10 +817,10 @@ static void test_pinecone_batches(void **state)
     catalogue_t c = { rows, N };
     char path[512];
     path_of("batches.vindex", path, sizeof path);
-    size_t from = fake_requests();
+    size_t from = pc_fake_requests();
     build(path, &c, "local");
     json_t *reqs;
-    int n = fake_count("/vectors/upsert", "batches.vindex", from, &reqs);
+    int n = pc_fake_count("/vectors/upsert", "batches.vindex", from, &reqs);
     assert_int_equal(n, (N + PINECONE_UPSERT_MAX - 1) / PINECONE_UPSERT_MAX);
     size_t i;
     json_t *r;
@@ -962,9 +837,9 @@ static void test_pinecone_batches(void **state)
     }
     json_decref(reqs);
     assert_int_equal(total, N);
-    assert_int_equal(fake_vectors("batches.vindex"), N);
+    assert_int_equal(pc_fake_vectors("batches.vindex"), N);
     /* the marker records the embedder beside the namespace */
-    assert_int_equal(fake_vectors("batches.vindex" VSTORE_MARKER_SUFFIX), 1);
+    assert_int_equal(pc_fake_vectors("batches.vindex" VSTORE_MARKER_SUFFIX), 1);
 }
 
 /* The client's metadata filters, straight: $lt, $in, $eq, and $and of them. */
@@ -973,7 +848,7 @@ static void test_pinecone_filters(void **state)
     (void)state;
     pinecone_t *pc;
     char err[256], host[64];
-    snprintf(host, sizeof host, "127.0.0.1:%d", s_fake_port);
+    snprintf(host, sizeof host, "127.0.0.1:%d", pc_fake_port());
     char url[80];
     snprintf(url, sizeof url, "http://%s", host);
     pinecone_opts_t o = { .host = url, .api_key = PC_KEY, .ns = "filters" };
@@ -1019,9 +894,9 @@ static void test_pinecone_filters(void **state)
     /* delete by id, then the whole namespace */
     const char *gone[] = { "a" };
     assert_int_equal(pinecone_delete_ids(pc, gone, 1), SOUK_OK);
-    assert_int_equal(fake_vectors("filters"), 3);
+    assert_int_equal(pc_fake_vectors("filters"), 3);
     assert_int_equal(pinecone_delete_all(pc, NULL), SOUK_OK);
-    assert_int_equal(fake_vectors("filters"), 0);
+    assert_int_equal(pc_fake_vectors("filters"), 0);
     assert_int_equal(pinecone_delete_all(pc, NULL), SOUK_OK);  /* 404: already empty */
     pinecone_destroy(&pc);
 }
@@ -1033,10 +908,10 @@ static void test_pinecone_vanished_deleted(void **state)
     char path[512];
     path_of("vanish.vindex", path, sizeof path);
     build(path, &s_small_cat, "local");
-    assert_int_equal(fake_vectors("vanish.vindex"), (int)SMALL_N);
+    assert_int_equal(pc_fake_vectors("vanish.vindex"), (int)SMALL_N);
     catalogue_t fewer = { s_small, SMALL_N - 2 };
     build(path, &fewer, "local");
-    assert_int_equal(fake_vectors("vanish.vindex"), (int)SMALL_N - 2);
+    assert_int_equal(pc_fake_vectors("vanish.vindex"), (int)SMALL_N - 2);
     search_t *s = open_search(path, "local");
     search_hit_t h[5];
     int n = query(s, "coffee mug", NULL, h, 5);
@@ -1105,21 +980,21 @@ static void test_pinecone_retries_and_errors(void **state)
     char path[512];
     path_of("small.vindex", path, sizeof path);
     search_t *s = open_search(path, "local");
-    size_t from = fake_requests();
-    fake_script("{\"rules\": [{\"path\": \"/query\", \"status\": 429, \"times\": 1},"
+    size_t from = pc_fake_requests();
+    pc_fake_script("{\"rules\": [{\"path\": \"/query\", \"status\": 429, \"times\": 1},"
                 " {\"path\": \"/query\", \"status\": 503, \"times\": 1}]}");
     n = query(s, "waterproof jacket", NULL, h, 5);
     assert_string_equal(h[0].sku, "JAC-1");
-    assert_int_equal(fake_count("/query", "small.vindex", from, NULL), 3);
+    assert_int_equal(pc_fake_count("/query", "small.vindex", from, NULL), 3);
 
-    fake_script("{\"rules\": [{\"path\": \"/query\", \"status\": 500, \"times\": 99}]}");
+    pc_fake_script("{\"rules\": [{\"path\": \"/query\", \"status\": 500, \"times\": 99}]}");
     assert_int_equal(search_query(s, "waterproof jacket", NULL, 5, h, &n), SOUK_EUNAVAIL);
     assert_non_null(strstr(search_last_error(s), "HTTP 500"));
 
-    fake_script("{\"rules\": [{\"path\": \"/query\", \"malformed\": true}]}");
+    pc_fake_script("{\"rules\": [{\"path\": \"/query\", \"malformed\": true}]}");
     assert_int_equal(search_query(s, "waterproof jacket", NULL, 5, h, &n), SOUK_EPROTO);
     assert_non_null(strstr(search_last_error(s), "malformed"));
-    fake_script("{\"rules\": []}");
+    pc_fake_script("{\"rules\": []}");
     n = query(s, "waterproof jacket", NULL, h, 5);
     assert_string_equal(h[0].sku, "JAC-1");
     search_close(&s);
@@ -1142,7 +1017,7 @@ int main(void)
         return 1;
     const char *vector = getenv("SEARCH_TEST_VECTOR");
     s_pinecone = vector && strcmp(vector, "pinecone") == 0;
-    if (s_pinecone && fake_start() != 0) {
+    if (s_pinecone && pc_fake_start(SOUK_SRC_DIR) != 0) {
         fprintf(stderr, "the fake Pinecone did not start\n");
         return 1;
     }
@@ -1178,7 +1053,7 @@ int main(void)
     if (s_pinecone)
         failed += cmocka_run_group_tests_name("search_pinecone", pinecone, setup_small,
                                               teardown_small);
-    fake_stop();
+    pc_fake_stop();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
     if (system(cmd) != 0)
