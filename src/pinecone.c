@@ -146,6 +146,9 @@ int pinecone_new(const pinecone_opts_t *opts, pinecone_t **out, char *err, size_
     if (self->headers)
         self->headers = curl_slist_append(self->headers,
                                           "X-Pinecone-API-Version: " PINECONE_API_VERSION);
+    /* a query's body passes 1 KiB: no "Expect: 100-continue" round trip */
+    if (self->headers)
+        self->headers = curl_slist_append(self->headers, "Expect:");
     if (!self->base || !self->ns || !self->curl || !self->headers) {
         pinecone_destroy(&self);
         return SOUK_ENOMEM;

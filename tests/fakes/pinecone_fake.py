@@ -168,6 +168,7 @@ def matches(md, flt):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True    # headers and body are two writes: no 40 ms stall
     state = None
 
     def log_message(self, fmt, *args):
