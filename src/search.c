@@ -4,7 +4,8 @@
  * filter) -> take an exact SKU out (ranked first) -> correct misspelt words
  * against the catalogue's vocabulary -> embed what is left -> boost named
  * brands, named categories and the categories whose centroid the query is
- * close to -> scan the index with the filters and boosts. The brand and
+ * close to -> ask the vector store (souk/vstore.h: the mapped file, or
+ * Pinecone) for the best products under the filters and boosts. The brand and
  * category tables and the speller are derived from the index whenever a new
  * one is mapped, as is the embedder's learnt state. */
 #include <ctype.h>
