@@ -65,6 +65,13 @@ static int s_fail(char *err, size_t errlen, int rc, const char *text)
     return rc;
 }
 
+/* Pinecone out of reach (retries spent) is an I/O failure to search: its
+ * SOUK_EUNAVAIL means "no index yet", which callers tell users differently. */
+static int s_remote_fail(pc_t *self, char *err, size_t errlen, int rc)
+{
+    return s_fail(err, errlen, rc == SOUK_EUNAVAIL ? SOUK_EIO : rc, pinecone_last_error(self->pc));
+}
+
 /* ---- the embedder marker ---------------------------------------------------------- */
 
 /* The marker's embedder into out ("" when there is no marker). */
@@ -93,7 +100,7 @@ static int s_check(void *impl, const embed_id_t *id, char *err, size_t errlen)
         now - self->marker_at >= MARKER_RECHECK_S) {
         int rc = s_read_marker(self, self->marker, sizeof self->marker);
         if (rc != SOUK_OK)
-            return s_fail(err, errlen, rc, pinecone_last_error(self->pc));
+            return s_remote_fail(self, err, errlen, rc);
         self->marker_at = now;
     }
     if (!self->marker[0]) {
@@ -186,7 +193,7 @@ static int s_query(void *impl, vindex_t *vx, const embed_id_t *id, const float *
     int rc = pinecone_query(self->pc, vec, id->dim, top_k, filter, false, &m, &nm);
     json_decref(filter);
     if (rc != SOUK_OK)
-        return s_fail(err, errlen, rc, pinecone_last_error(self->pc));
+        return s_remote_fail(self, err, errlen, rc);
     vindex_hit_t *all = malloc(((size_t)nm + 1) * sizeof *all);
     if (!all)
         return s_fail(err, errlen, SOUK_ENOMEM, "pinecone: out of memory");

@@ -970,7 +970,7 @@ static void test_pinecone_mismatched_embedder(void **state)
     search_close(&s);
 }
 
-/* 429 and 503 are retried; retries spent is EUNAVAIL; a malformed answer is
+/* 429 and 503 are retried; retries spent is EIO; a malformed answer is
  * EPROTO; a wrong key is ECONFIG and the key is not in the error. */
 static void test_pinecone_retries_and_errors(void **state)
 {
@@ -988,8 +988,10 @@ static void test_pinecone_retries_and_errors(void **state)
     assert_int_equal(pc_fake_count("/query", "small.vindex", from, NULL), 3);
 
     pc_fake_script("{\"rules\": [{\"path\": \"/query\", \"status\": 500, \"times\": 99}]}");
-    assert_int_equal(search_query(s, "waterproof jacket", NULL, 5, h, &n), SOUK_EUNAVAIL);
+    assert_int_equal(search_query(s, "waterproof jacket", NULL, 5, h, &n), SOUK_EIO);
     assert_non_null(strstr(search_last_error(s), "HTTP 500"));
+    assert_int_equal(pc_fake_count("/query", "small.vindex", from, NULL),
+                     3 + 1 + PINECONE_RETRIES);
 
     pc_fake_script("{\"rules\": [{\"path\": \"/query\", \"malformed\": true}]}");
     assert_int_equal(search_query(s, "waterproof jacket", NULL, 5, h, &n), SOUK_EPROTO);

@@ -20,7 +20,9 @@
  * that differs (SOUK_ECONFIG), as the local file does.
  *
  * Contracts: SOUK_OK or a negative souk/error.h code; err (may be NULL)
- * receives a sentence. A handle belongs to one thread. */
+ * receives a sentence. SOUK_EUNAVAIL means what it means to search: no
+ * index yet; a remote store out of reach (retries spent) is SOUK_EIO, a
+ * timeout SOUK_ETIMEDOUT. A handle belongs to one thread. */
 #ifndef SOUK_VSTORE_H
 #define SOUK_VSTORE_H
 
