@@ -10,7 +10,10 @@
  *     the ground truth for recall@10,
  *   - FAISS's IndexFlatIP over the same float vectors (when built with it).
  *
- * Usage: bench_search [SIZE...] (default 1000 100000 1000000). */
+ * Usage: bench_search [SIZE...] (default 1000 100000 1000000). With
+ * SOUK_VECTOR=pinecone (and PINECONE_INDEX_HOST, PINECONE_API_KEY) the
+ * build also upserts to Pinecone and search_query asks it (docs/BENCHMARKS.md
+ * measures that against tests/fakes/pinecone_fake.py). */
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,7 +339,11 @@ static void run(size_t n, const char *dir)
     printf("index file %.1f MB, mapped and verified in %.1f ms\n", (double)fst.st_size / 1e6,
            open_ms);
     printf("%-38s p50 %8.3f ms  p99 %8.3f ms\n", "vindex_query int8 top-10", p50, p99);
-    printf("%-38s p50 %8.3f ms  p99 %8.3f ms\n", "search_query end to end", s50, s99);
+    const char *store = getenv("SOUK_VECTOR") && *getenv("SOUK_VECTOR") ? getenv("SOUK_VECTOR")
+                                                                         : "local";
+    char label[64];
+    snprintf(label, sizeof label, "search_query end to end (%s)", store);
+    printf("%-38s p50 %8.3f ms  p99 %8.3f ms\n", label, s50, s99);
     printf("%-38s p50 %8.3f ms  p99 %8.3f ms\n", "exact float scan (plain C loop)", f50, f99);
     printf("recall@10 of the index vs exact float: %.4f\n", recall);
 

@@ -189,6 +189,10 @@ int souk_config_load(souk_config_t *cfg, const char *file, char *err, size_t err
         if (asprintf(&cfg->public_url, "http://localhost:%lld", (long long)cfg->port) < 0)
             cfg->public_url = NULL, rc = SOUK_ENOMEM;
     }
+    if (rc == SOUK_OK && strcmp(cfg->vector, "pinecone") == 0 &&
+        (!*cfg->pinecone_index_host || !*cfg->pinecone_api_key))
+        rc = fail(err, errlen, "SOUK_VECTOR=pinecone: PINECONE_INDEX_HOST and PINECONE_API_KEY "
+                               "must be set");
     if (rc == SOUK_OK && !*cfg->data_dir)
         rc = fail(err, errlen, "SOUK_DATA: must not be empty");
     if (rc == SOUK_OK) {

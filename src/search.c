@@ -4,7 +4,8 @@
  * filter) -> take an exact SKU out (ranked first) -> correct misspelt words
  * against the catalogue's vocabulary -> embed what is left -> boost named
  * brands, named categories and the categories whose centroid the query is
- * close to -> scan the index with the filters and boosts. The brand and
+ * close to -> ask the vector store (souk/vstore.h: the mapped file, or
+ * Pinecone) for the best products under the filters and boosts. The brand and
  * category tables and the speller are derived from the index whenever a new
  * one is mapped, as is the embedder's learnt state. */
 #include <ctype.h>
@@ -16,6 +17,7 @@
 #include "souk/error.h"
 #include "souk/search.h"
 #include "souk/vindex.h"
+#include "souk/vstore.h"
 #include "search_words.h"
 #include "stemmer.h"
 #include "stopwords.h"
@@ -37,6 +39,7 @@ typedef struct {
 
 struct search_s {
     vindex_t *vx;
+    vstore_t *vs;              /* where the nearest-neighbour query goes */
     embedder_t *e;
     embed_id_t id;
     stemmer_t *stemmer;
@@ -216,6 +219,8 @@ int search_open_index(const char *index_path, embedder_t *embedder, search_t **o
         rc = SOUK_ECONFIG;
     }
     if (rc == SOUK_OK)
+        rc = vstore_open(NULL, &self->vs, err, errlen);
+    if (rc == SOUK_OK)
         rc = vindex_open(index_path, VINDEX_ALLOW_MISSING, &self->vx, err, errlen);
     if (rc == SOUK_OK && vindex_ready(self->vx))
         rc = s_derive(self);
@@ -250,6 +255,7 @@ void search_close(search_t **self_p)
     search_t *self = *self_p;
     s_free_derived(self);
     vindex_close(&self->vx);
+    vstore_close(&self->vs);
     embed_destroy(&self->e);
     stemmer_free(&self->stemmer);
     free(self->qvec);
@@ -485,7 +491,7 @@ static int s_refresh(search_t *self)
                  embed_id_format(&built, a, sizeof a), embed_id_format(&self->id, b, sizeof b));
         return SOUK_ECONFIG;
     }
-    return SOUK_OK;
+    return vstore_check(self->vs, &self->id, self->err, sizeof self->err);
 }
 
 /* Embeds work and scans the index with vf, named brands and categories
@@ -515,8 +521,8 @@ static int s_semantic(search_t *self, const char *work, vindex_filter_t *vf,
     if (words && s_lexical(self, work))
         vf->extra = self->lex;
     int found;
-    rc = vindex_query(self->vx, &self->id, self->qvec, vf, limit - *got, self->hits, &found,
-                      self->err, sizeof self->err);
+    rc = vstore_query(self->vs, self->vx, &self->id, self->qvec, vf, limit - *got, self->hits,
+                      &found, self->err, sizeof self->err);
     for (int i = 0; rc == SOUK_OK && i < found; i++) {
         vindex_entry_t e;
         if (words && self->hits[i].score <= f->min_score)

@@ -4,7 +4,13 @@
  * document frequencies); pass two embeds each product and hands it with its
  * metadata to the index writer. Products are embedded in batches of the
  * embedder's liking (a cloud embedder wants hundreds per request); a batch
- * copies its products, which the source only lends for one callback. */
+ * copies its products, which the source only lends for one callback.
+ *
+ * With a remote vector store (SOUK_VECTOR=pinecone, souk/vstore.h) each
+ * product written to the file is also sent there, the products the old
+ * file had and the new one has not are deleted there, and the store records
+ * the embedder, all before the new file replaces the old one: a failure
+ * leaves the old file in place and the import is reported failed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +19,14 @@
 #include "souk/error.h"
 #include "souk/search.h"
 #include "souk/vindex.h"
+#include "souk/vstore.h"
 #include "search_words.h"
 
 typedef struct {
     embedder_t *e;
     vindex_writer_t *w;
+    vstore_t *vs;
+    char vs_err[512];          /* why the remote store refused a product */
     size_t batch_max, n;
     store_product_t *rows;     /* copies, when batching */
     embed_doc_t *docs;
@@ -71,6 +80,8 @@ static int s_write(build_t *b, const store_product_t *p, const float *vec)
         b->bad++;                              /* a row the store should not have had */
         return SOUK_OK;
     }
+    if (rc == SOUK_OK)
+        rc = vstore_sync_add(b->vs, &item, vec, b->dim, b->vs_err, sizeof b->vs_err);
     embed_doc_t d = s_doc(p);
     for (int f = 0; f < EMBED_FIELD_COUNT && rc == SOUK_OK; f++)
         rc = terms_add_text(b->terms, b->stemmer, id, d.field[f]);
@@ -136,12 +147,30 @@ static int s_embed_one(const store_product_t *p, void *arg)
     return b->n == b->batch_max ? s_flush(b) : SOUK_OK;
 }
 
+/* The remote store, told what the old index held (what may vanish). */
+static int s_open_store(build_t *b, const char *index_path, char *err, size_t errlen)
+{
+    int rc = vstore_open(NULL, &b->vs, err, errlen);
+    if (rc != SOUK_OK || !vstore_remote(b->vs))
+        return rc;
+    embed_id_t id;
+    embed_identity(b->e, &id);
+    vindex_t *old = NULL;
+    if (vindex_open(index_path, 0, &old, NULL, 0) != SOUK_OK)
+        old = NULL;                            /* none or unreadable: nothing known to delete */
+    rc = vstore_sync_begin(b->vs, &id, old, err, errlen);
+    vindex_close(&old);
+    return rc;
+}
+
 /* The index writer, given the embedder's learnt state and the words. */
 static int s_open_writer(build_t *b, const char *index_path, char *err, size_t errlen)
 {
     embed_id_t id;
     embed_identity(b->e, &id);
     int rc = vindex_writer_new(index_path, &id, &b->w, err, errlen);
+    if (rc == SOUK_OK)
+        rc = s_open_store(b, index_path, b->vs_err, sizeof b->vs_err);
     uint8_t *state = NULL;
     size_t state_len = 0;
     if (rc == SOUK_OK)
@@ -177,6 +206,7 @@ static int s_set_terms(build_t *b)
 static void s_build_free(build_t *b)
 {
     vindex_writer_abort(&b->w);
+    vstore_close(&b->vs);
     for (size_t i = 0; i < b->n; i++)
         store_product_clear(&b->rows[i]);
     words_set_free(&b->words);
@@ -222,8 +252,16 @@ int search_build(const char *index_path, embedder_t *embedder, search_each_fn ea
     if (rc == SOUK_OK)
         rc = s_set_terms(&b);
     size_t written = b.w ? vindex_writer_count(b.w) : 0;
+    if (rc == SOUK_OK) {
+        stage = "sending the vectors";
+        embed_id_t id;
+        embed_identity(embedder, &id);
+        rc = vstore_sync_end(b.vs, &id, written, b.vs_err, sizeof b.vs_err);
+    }
     if (rc == SOUK_OK)
         rc = vindex_writer_commit(&b.w, err, errlen);
+    else if (err && errlen && b.vs_err[0])
+        snprintf(err, errlen, "search index: %s failed: %s", stage, b.vs_err);
     else if (err && errlen && rc != SOUK_EIO)
         snprintf(err, errlen, "search index: %s failed: %s", stage, souk_strerror(rc));
     s_build_free(&b);

@@ -10,7 +10,11 @@
  * acknowledged inline ("later") and answered through the sender.
  *
  * The store is SOUK_TEST_STORE's: SQLite, or DynamoDB on a dynalite this
- * test starts, one fresh table per test (meson runs both). */
+ * test starts, one fresh table per test (meson runs both).
+ *
+ * One conversation runs with SOUK_VECTOR=pinecone against
+ * tests/fakes/pinecone_fake.py, a local fake of Pinecone's cloud API
+ * following its documented request and response shapes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,6 +38,7 @@
 
 #include "dynalite.h"
 #include "harness.h"
+#include "pinecone_ctl.h"
 
 #ifndef SOUK_SRC_DIR
 #define SOUK_SRC_DIR "."
@@ -1163,12 +1168,42 @@ static void test_session_killed_mid_order(void **state)
 
 /* argv[1], when given, runs only the tests whose names match it (cmocka's
  * filter, e.g. "test_identity"). */
+/* SOUK_VECTOR=pinecone: souk import upserts the catalogue to the fake
+ * Pinecone, and a customer's search through souk serve is answered by a
+ * query to it (the tool actor's search asks Pinecone, not the file). */
+static void test_search_through_pinecone(void **state)
+{
+    shop_t *s = *state;
+    if (pc_fake_start(SOUK_SRC_DIR) != 0)
+        fail_msg("the fake Pinecone did not start");
+    setenv("SOUK_PINECONE_NAMESPACE", "e2e-shop", 1);
+    shop_start(s, false, small_csv, NULL);
+    assert_int_equal(pc_fake_vectors("e2e-shop"), 3);
+    size_t from = pc_fake_requests();
+    const char *r = say(s, ANA, "show me teapots");
+    assert_has(r, "Ceramic Teapot");
+    assert_true(pc_fake_count("/query", "e2e-shop", from, NULL) >= 1);
+    shop_stop(s);
+}
+
+static int s_teardown_pinecone(void **state)
+{
+    int rc = s_teardown(state);
+    pc_fake_stop();
+    unsetenv("SOUK_VECTOR");
+    unsetenv("PINECONE_INDEX_HOST");
+    unsetenv("PINECONE_API_KEY");
+    unsetenv("SOUK_PINECONE_NAMESPACE");
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_search_to_order, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_search_through_pinecone, s_setup, s_teardown_pinecone),
         cmocka_unit_test_setup_teardown(test_several_items, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_stock_runs_out, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_last_item_race, s_setup, s_teardown),

@@ -2,7 +2,16 @@
  * index file (filters, SKU lookup, atomic rebuild seen by an open reader,
  * corrupt and truncated files refused, a foreign embedder refused, an empty
  * catalogue), price words, and realistic queries over the demo catalogue
- * (../shared/data/dummyjson-products.json; skipped when it is absent). */
+ * (../shared/data/dummyjson-products.json; skipped when it is absent).
+ *
+ * With SEARCH_TEST_VECTOR=pinecone (the `search_pinecone` test) the same
+ * tests run with SOUK_VECTOR=pinecone against tests/fakes/pinecone_fake.py,
+ * a local fake of Pinecone's cloud data-plane API that follows its
+ * documented request and response shapes (there is no local Pinecone); each
+ * index file gets its own namespace. Then tests of the Pinecone store alone
+ * follow: upsert batching, metadata filters, vanished products deleted, a
+ * namespace built by another embedder refused, retries on 429/5xx, a
+ * malformed response and a wrong API key refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +20,7 @@
 
 #include <fcntl.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,14 +29,28 @@
 #include <unistd.h>
 
 #include "souk/error.h"
+#include "souk/pinecone.h"
 #include "souk/search.h"
 #include "souk/vindex.h"
+#include "souk/vstore.h"
+#include "pinecone_ctl.h"
 
 #ifndef SOUK_SRC_DIR
 #define SOUK_SRC_DIR "."
 #endif
 
 static char s_dir[256];
+static bool s_pinecone;            /* SOUK_VECTOR=pinecone, against the fake */
+
+/* Each index file its own Pinecone namespace (its file name), as each shop
+ * has its own. */
+static void use_namespace(const char *path)
+{
+    char copy[512];
+    snprintf(copy, sizeof copy, "%s", path);
+    if (s_pinecone)
+        setenv("SOUK_PINECONE_NAMESPACE", basename(copy), 1);
+}
 
 /* ---- catalogues ------------------------------------------------------------- */
 
@@ -129,6 +153,7 @@ static void path_of(const char *name, char *buf, size_t len)
 
 static void build(const char *path, catalogue_t *c, const char *spec)
 {
+    use_namespace(path);
     embedder_t *e;
     char err[512] = "";
     assert_int_equal(embed_new(spec, &e, err, sizeof err), SOUK_OK);
@@ -142,6 +167,7 @@ static void build(const char *path, catalogue_t *c, const char *spec)
 
 static search_t *open_search(const char *path, const char *spec)
 {
+    use_namespace(path);
     embedder_t *e;
     search_t *s;
     char err[512] = "";
@@ -636,6 +662,7 @@ static void test_build_from_store(void **state)
     char data[512], err[512] = "";
     path_of("data", data, sizeof data);
     mkdir(data, 0700);
+    use_namespace(data);
     store_t *st;
     if (store_open("sqlite", data, NULL, &st, err, sizeof err) != SOUK_OK)
         fail_msg("store: %s", err);
@@ -769,6 +796,220 @@ static void test_demo_queries(void **state)
     assert_true(n >= 1);
 }
 
+/* ---- the Pinecone store alone (against the fake) ----------------------------------- */
+
+/* 450 products: upserts go in batches of PINECONE_UPSERT_MAX, each under the
+ * byte limit, with the API version header. */
+static void test_pinecone_batches(void **state)
+{
+    (void)state;
+    /* the shared tests above asked the fake, not the local file */
+    assert_true(pc_fake_count("/query", "small.vindex", 0, NULL) >= 10);
+    enum { N = 450 };
+    static store_product_t rows[N];
+    static char skus[N][16], names[N][48];
+    for (int i = 0; i < N; i++) {
+        snprintf(skus[i], sizeof skus[i], "GEN-%03d", i);
+        snprintf(names[i], sizeof names[i], "Generic widget number %d", i);
+        rows[i] = (store_product_t)P(skus[i], names[i], i % 2 ? "tools" : "toys", NULL,
+                                     "A widget.", 100 + i, i % 3);
+    }
+    catalogue_t c = { rows, N };
+    char path[512];
+    path_of("batches.vindex", path, sizeof path);
+    size_t from = pc_fake_requests();
+    build(path, &c, "local");
+    json_t *reqs;
+    int n = pc_fake_count("/vectors/upsert", "batches.vindex", from, &reqs);
+    assert_int_equal(n, (N + PINECONE_UPSERT_MAX - 1) / PINECONE_UPSERT_MAX);
+    size_t i;
+    json_t *r;
+    int total = 0;
+    json_array_foreach(reqs, i, r) {
+        if (i < from || strcmp(json_string_value(json_object_get(r, "path")), "/vectors/upsert"))
+            continue;
+        assert_true(json_integer_value(json_object_get(r, "bytes")) <= PINECONE_BODY_MAX);
+        assert_string_equal(json_string_value(json_object_get(r, "api_version")),
+                            PINECONE_API_VERSION);
+        assert_int_equal(json_integer_value(json_object_get(r, "status")), 200);
+        if (!strcmp(json_string_value(json_object_get(r, "namespace")), "batches.vindex"))
+            total += (int)json_integer_value(json_object_get(r, "count"));
+    }
+    json_decref(reqs);
+    assert_int_equal(total, N);
+    assert_int_equal(pc_fake_vectors("batches.vindex"), N);
+    /* the marker records the embedder beside the namespace */
+    assert_int_equal(pc_fake_vectors("batches.vindex" VSTORE_MARKER_SUFFIX), 1);
+}
+
+/* The client's metadata filters, straight: $lt, $in, $eq, and $and of them. */
+static void test_pinecone_filters(void **state)
+{
+    (void)state;
+    pinecone_t *pc;
+    char err[256], host[64];
+    snprintf(host, sizeof host, "127.0.0.1:%d", pc_fake_port());
+    char url[80];
+    snprintf(url, sizeof url, "http://%s", host);
+    pinecone_opts_t o = { .host = url, .api_key = PC_KEY, .ns = "filters" };
+    assert_int_equal(pinecone_new(&o, &pc, err, sizeof err), SOUK_OK);
+    static const struct { const char *id, *cat; int price; bool stock; float x, y; } v[] = {
+        { "a", "shoes", 500, true, 1, 0 },   { "b", "shoes", 1500, false, 0.9f, 0.1f },
+        { "c", "hats", 700, true, 0.8f, 0.2f }, { "d", "bags", 300, true, 0, 1 },
+    };
+    for (size_t i = 0; i < 4; i++) {
+        json_t *m = json_pack("{s:s,s:i,s:b}", "category", v[i].cat, "price_cents", v[i].price,
+                              "in_stock", v[i].stock);
+        float vec[2] = { v[i].x, v[i].y };
+        assert_int_equal(pinecone_upsert_add(pc, v[i].id, vec, 2, m), SOUK_OK);
+        json_decref(m);
+    }
+    assert_int_equal(pinecone_upsert_flush(pc), SOUK_OK);
+    float q[2] = { 1, 0 };
+    const pinecone_match_t *m;
+    int n;
+    assert_int_equal(pinecone_query(pc, q, 2, 10, NULL, true, &m, &n), SOUK_OK);
+    assert_int_equal(n, 4);
+    assert_string_equal(m[0].id, "a");                        /* cosine order */
+    assert_string_equal(m[3].id, "d");
+    assert_string_equal(json_string_value(json_object_get(m[0].metadata, "category")), "shoes");
+    json_t *f = json_pack("{s:{s:i}}", "price_cents", "$lt", 1000);
+    assert_int_equal(pinecone_query(pc, q, 2, 10, f, false, &m, &n), SOUK_OK);
+    assert_int_equal(n, 3);
+    for (int i = 0; i < n; i++)
+        assert_string_not_equal(m[i].id, "b");
+    json_decref(f);
+    f = json_pack("{s:[{s:{s:[s,s]}},{s:{s:b}}]}", "$and", "category", "$in", "shoes", "hats",
+                  "in_stock", "$eq", 1);
+    assert_int_equal(pinecone_query(pc, q, 2, 10, f, false, &m, &n), SOUK_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(m[0].id, "a");
+    assert_string_equal(m[1].id, "c");
+    json_decref(f);
+    f = json_pack("{s:{s:i}}", "price_cents", "$gte", 700);
+    assert_int_equal(pinecone_query(pc, q, 2, 1, f, false, &m, &n), SOUK_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(m[0].id, "b");
+    json_decref(f);
+    /* delete by id, then the whole namespace */
+    const char *gone[] = { "a" };
+    assert_int_equal(pinecone_delete_ids(pc, gone, 1), SOUK_OK);
+    assert_int_equal(pc_fake_vectors("filters"), 3);
+    assert_int_equal(pinecone_delete_all(pc, NULL), SOUK_OK);
+    assert_int_equal(pc_fake_vectors("filters"), 0);
+    assert_int_equal(pinecone_delete_all(pc, NULL), SOUK_OK);  /* 404: already empty */
+    pinecone_destroy(&pc);
+}
+
+/* Products the new catalogue no longer has are deleted from Pinecone. */
+static void test_pinecone_vanished_deleted(void **state)
+{
+    (void)state;
+    char path[512];
+    path_of("vanish.vindex", path, sizeof path);
+    build(path, &s_small_cat, "local");
+    assert_int_equal(pc_fake_vectors("vanish.vindex"), (int)SMALL_N);
+    catalogue_t fewer = { s_small, SMALL_N - 2 };
+    build(path, &fewer, "local");
+    assert_int_equal(pc_fake_vectors("vanish.vindex"), (int)SMALL_N - 2);
+    search_t *s = open_search(path, "local");
+    search_hit_t h[5];
+    int n = query(s, "coffee mug", NULL, h, 5);
+    assert_int_equal(rank_of(h, n, "MUG-1"), -1);
+    search_close(&s);
+}
+
+/* Another embedder of 384 dimensions: a text's bytes spread over the vector. */
+static int other_embed(void *impl, embed_kind_t kind, const char *const *texts, size_t n,
+                       float *out)
+{
+    (void)impl, (void)kind;
+    for (size_t i = 0; i < n; i++) {
+        float *v = out + i * 384;
+        memset(v, 0, 384 * sizeof *v);
+        v[0] = 1.0f;
+        for (const char *p = texts[i] ? texts[i] : ""; *p; p++)
+            v[(unsigned char)*p % 384] += 1.0f;
+        float norm = 0;
+        for (int d = 0; d < 384; d++)
+            norm += v[d] * v[d];
+        for (int d = 0; d < 384; d++)
+            v[d] /= sqrtf(norm);
+    }
+    return SOUK_OK;
+}
+
+static const embed_vtable_t s_other_vt = { .name = "other", .batch_max = 16, .embed = other_embed };
+
+/* The namespace rebuilt by another embedder: a search embedding with the
+ * old one is refused, saying which is which. */
+static void test_pinecone_mismatched_embedder(void **state)
+{
+    (void)state;
+    char path[512], other[512];
+    path_of("mix.vindex", path, sizeof path);
+    path_of("mix256.vindex", other, sizeof other);
+    build(path, &s_small_cat, "local");
+    search_t *s = open_search(path, "local");
+    search_hit_t h[5];
+    query(s, "shoes", NULL, h, 5);
+    /* the other file, same namespace, another embedder of the same
+     * dimension (a Pinecone index has one) */
+    embedder_t *e;
+    char err[512] = "";
+    assert_int_equal(embed_new_custom(&s_other_vt, NULL, 384, "another model", &e), SOUK_OK);
+    assert_int_equal(search_build(other, e, each_row, &s_small_cat, NULL, err, sizeof err), SOUK_OK);
+    embed_destroy(&e);
+    /* the handle re-reads the marker (MARKER_RECHECK_S): a fresh one sees it at once */
+    search_close(&s);
+    s = open_search(path, "local");
+    int n;
+    assert_int_equal(search_query(s, "shoes", NULL, 5, h, &n), SOUK_ECONFIG);
+    assert_non_null(strstr(search_last_error(s), "refused"));
+    assert_non_null(strstr(search_last_error(s), "other/384/"));
+    search_close(&s);
+}
+
+/* 429 and 503 are retried; retries spent is EIO; a malformed answer is
+ * EPROTO; a wrong key is ECONFIG and the key is not in the error. */
+static void test_pinecone_retries_and_errors(void **state)
+{
+    (void)state;
+    search_hit_t h[5];
+    int n;
+    char path[512];
+    path_of("small.vindex", path, sizeof path);
+    search_t *s = open_search(path, "local");
+    size_t from = pc_fake_requests();
+    pc_fake_script("{\"rules\": [{\"path\": \"/query\", \"status\": 429, \"times\": 1},"
+                " {\"path\": \"/query\", \"status\": 503, \"times\": 1}]}");
+    n = query(s, "waterproof jacket", NULL, h, 5);
+    assert_string_equal(h[0].sku, "JAC-1");
+    assert_int_equal(pc_fake_count("/query", "small.vindex", from, NULL), 3);
+
+    pc_fake_script("{\"rules\": [{\"path\": \"/query\", \"status\": 500, \"times\": 99}]}");
+    assert_int_equal(search_query(s, "waterproof jacket", NULL, 5, h, &n), SOUK_EIO);
+    assert_non_null(strstr(search_last_error(s), "HTTP 500"));
+    assert_int_equal(pc_fake_count("/query", "small.vindex", from, NULL),
+                     3 + 1 + PINECONE_RETRIES);
+
+    pc_fake_script("{\"rules\": [{\"path\": \"/query\", \"malformed\": true}]}");
+    assert_int_equal(search_query(s, "waterproof jacket", NULL, 5, h, &n), SOUK_EPROTO);
+    assert_non_null(strstr(search_last_error(s), "malformed"));
+    pc_fake_script("{\"rules\": []}");
+    n = query(s, "waterproof jacket", NULL, h, 5);
+    assert_string_equal(h[0].sku, "JAC-1");
+    search_close(&s);
+
+    setenv("PINECONE_API_KEY", "wrong-key-secret", 1);
+    s = open_search(path, "local");
+    assert_int_equal(search_query(s, "jacket", NULL, 5, h, &n), SOUK_ECONFIG);
+    assert_non_null(strstr(search_last_error(s), "PINECONE_API_KEY"));
+    assert_null(strstr(search_last_error(s), "wrong-key-secret"));
+    search_close(&s);
+    setenv("PINECONE_API_KEY", PC_KEY, 1);
+}
+
 /* ---- main ------------------------------------------------------------------------ */
 
 int main(void)
@@ -776,6 +1017,12 @@ int main(void)
     snprintf(s_dir, sizeof s_dir, "/tmp/souk-test-search-XXXXXX");
     if (!mkdtemp(s_dir))
         return 1;
+    const char *vector = getenv("SEARCH_TEST_VECTOR");
+    s_pinecone = vector && strcmp(vector, "pinecone") == 0;
+    if (s_pinecone && pc_fake_start(SOUK_SRC_DIR) != 0) {
+        fprintf(stderr, "the fake Pinecone did not start\n");
+        return 1;
+    }
     const struct CMUnitTest small[] = {
         cmocka_unit_test(test_price_words),
         cmocka_unit_test(test_synonym_running_shoes),
@@ -798,6 +1045,17 @@ int main(void)
     };
     int failed = cmocka_run_group_tests_name("search", small, setup_small, teardown_small);
     failed += cmocka_run_group_tests_name("search_demo", demo, setup_demo, teardown_demo);
+    const struct CMUnitTest pinecone[] = {
+        cmocka_unit_test(test_pinecone_batches),
+        cmocka_unit_test(test_pinecone_filters),
+        cmocka_unit_test(test_pinecone_vanished_deleted),
+        cmocka_unit_test(test_pinecone_mismatched_embedder),
+        cmocka_unit_test(test_pinecone_retries_and_errors),
+    };
+    if (s_pinecone)
+        failed += cmocka_run_group_tests_name("search_pinecone", pinecone, setup_small,
+                                              teardown_small);
+    pc_fake_stop();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s_dir);
     if (system(cmd) != 0)

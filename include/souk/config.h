@@ -50,14 +50,19 @@
     V(SOUK_LEASE_MS, int, lease_ms, "15000", 1000, 600000, "Several nodes: how long a user's session lease lasts without renewal (a dead node's users move after this)") \
     V(SOUK_CONSOLE_TOKEN, secret, console_token, "", 0, 0, "Token of the web console at /console; unset: the console is off (./scripts/run sets one)") \
     V(DYNAMODB_ENDPOINT, url, dynamodb_endpoint, "", 0, 0, "DynamoDB endpoint (dynalite, DynamoDB Local); unset: https://dynamodb.AWS_REGION.amazonaws.com") \
-    V(SOUK_TABLE_PREFIX, str, table_prefix, "", 0, 0, "Prefix of the DynamoDB table name (PREFIXsouk): several shops in one account")
+    V(SOUK_TABLE_PREFIX, str, table_prefix, "", 0, 0, "Prefix of the DynamoDB table name (PREFIXsouk): several shops in one account") \
+    V(SOUK_VECTOR, enum, vector, "local", 0, 0, "Where product vectors live: local (products.vindex in the data folder) or pinecone") \
+    V(PINECONE_INDEX_HOST, url, pinecone_index_host, "", 0, 0, "Pinecone index host, e.g. https://shop-abc123.svc.aped-4627-b74a.pinecone.io (SOUK_VECTOR=pinecone)") \
+    V(PINECONE_API_KEY, secret, pinecone_api_key, "", 0, 0, "Pinecone API key (SOUK_VECTOR=pinecone)") \
+    V(SOUK_PINECONE_NAMESPACE, str, pinecone_namespace, "", 0, 0, "Pinecone namespace of this shop; empty: SOUK_SHOP_NAME as a slug (souk-demo-shop)")
 
 /* Choices of the enum variables, checked at load. */
 #define SOUK_CONFIG_CHOICES(C)                                               \
     C(store, "sqlite|dynamodb")                                              \
     C(agent, "builtin|echo")                                              \
     C(log_format, "logfmt|json")                                             \
-    C(log_level, "debug|info|warn|error")
+    C(log_level, "debug|info|warn|error")                                   \
+    C(vector, "local|pinecone")
 
 #define SOUK_CFG_T_str    char *
 #define SOUK_CFG_T_secret char *

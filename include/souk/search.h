@@ -20,6 +20,9 @@
  *
  * The index is built by search_build() (souk import calls
  * search_build_index()) and picked up by open handles at their next query.
+ * The nearest-neighbour step goes to the vector store SOUK_VECTOR names
+ * (souk/vstore.h): the mapped file itself, or Pinecone, which search_build()
+ * then also fills; either way the answers are the same fields.
  *
  * Contracts: SOUK_OK or a negative souk/error.h code; a sentence for the
  * last error in search_last_error(). A handle belongs to one thread. */
@@ -111,7 +114,10 @@ typedef struct {
 
 /* Builds the index at index_path from every product `each` gives: one pass
  * for the embedder to learn the catalogue, one to embed and write. The old
- * index stays in place until the new one is complete (atomic rename).
+ * index stays in place until the new one is complete (atomic rename). With
+ * SOUK_VECTOR=pinecone the products are also upserted there and the ones
+ * the old index had and the new one has not are deleted, before the rename
+ * (a Pinecone failure fails the build and keeps the old file).
  * st may be NULL. The embedder stays the caller's. */
 int search_build(const char *index_path, embedder_t *embedder, search_each_fn each, void *src,
                  search_build_stats_t *st, char *err, size_t errlen);
