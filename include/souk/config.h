@@ -44,14 +44,26 @@
     V(SOUK_AGENT, enum, agent, "builtin", 0, 0, "Who answers: builtin (the shop assistant) or echo (a help text echoing the message: checks the channel without the shop)") \
     V(SOUK_SHOP_NAME, str, shop_name, "Souk Demo Shop", 0, 0, "The shop's name, as the assistant says it") \
     V(SOUK_MERCHANT_WHATSAPP, str, merchant_whatsapp, "", 0, 0, "Merchant's WhatsApp number for new-order and ticket notifications") \
-    V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs")
+    V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs") \
+    V(SOUK_LLM, enum, llm, "", 0, 0, "Who the shop assistant asks: openai (chat completions at OPENAI_BASE_URL, the built-in agent as fallback) or builtin; unset: openai when OPENAI_API_KEY is set, else builtin") \
+    V(OPENAI_API_KEY, secret, openai_api_key, "", 0, 0, "API key sent as a Bearer token to OPENAI_BASE_URL (chat, embeddings); may stay unset for a local server") \
+    V(OPENAI_BASE_URL, url, openai_base_url, "https://api.openai.com/v1", 0, 0, "Base URL of the OpenAI API or of an OpenAI-compatible server (vLLM, llama.cpp server, Ollama)") \
+    V(SOUK_LLM_MODEL, str, llm_model, "gpt-4o-mini", 0, 0, "Chat model of the LLM agent and of the intent classifier") \
+    V(SOUK_LLM_CLASSIFY, enum, llm_classify, "hybrid", 0, 0, "Intent classification by the model: always, hybrid (only when the built-in classifier is unsure) or never") \
+    V(SOUK_LLM_TIMEOUT_MS, int, llm_timeout_ms, "8000", 100, 120000, "Longest an LLM call may take, retries included, before the built-in agent answers") \
+    V(SOUK_LLM_MAX_STEPS, int, llm_max_steps, "6", 1, 20, "Model calls per turn (each may call tools) before the turn ends") \
+    V(SOUK_EMBEDDER, str, embedder, "local", 0, 0, "Embedder of the search index: local, local:DIM or openai (/embeddings at OPENAI_BASE_URL)") \
+    V(SOUK_EMBED_MODEL, str, embed_model, "text-embedding-3-small", 0, 0, "Embeddings model with SOUK_EMBEDDER=openai") \
+    V(SOUK_EMBED_DIM, int, embed_dim, "1536", 64, 4096, "Dimensions asked of the embeddings model (SOUK_EMBEDDER=openai)")
 
 /* Choices of the enum variables, checked at load. */
 #define SOUK_CONFIG_CHOICES(C)                                               \
     C(store, "sqlite|dynamodb")                                              \
     C(agent, "builtin|echo")                                              \
     C(log_format, "logfmt|json")                                             \
-    C(log_level, "debug|info|warn|error")
+    C(log_level, "debug|info|warn|error")                                   \
+    C(llm, "openai|builtin")                                                 \
+    C(llm_classify, "always|hybrid|never")
 
 #define SOUK_CFG_T_str    char *
 #define SOUK_CFG_T_secret char *
