@@ -88,6 +88,8 @@ int embed_new(const char *spec, embedder_t **out, char *err, size_t errlen)
         const char *wn = getenv("SOUK_WORDNET_DIR");
         return embed_local_new(dim, wn && *wn ? wn : "/usr/share/wordnet", out, err, errlen);
     }
+    if (strcmp(spec, "openai") == 0)
+        return embed_openai_from_env(out, err, errlen);
     s_err(err, errlen, "embedder: unknown embedder ", spec);
     return SOUK_EINVAL;
 }
