@@ -94,6 +94,25 @@ int embed_new(const char *spec, embedder_t **out, char *err, size_t errlen)
     return SOUK_EINVAL;
 }
 
+/* One observer per process: an import embeds from its one thread. */
+static embed_progress_fn *s_progress;
+static void *s_progress_arg;
+static size_t s_progress_done;
+
+void embed_progress_set(embed_progress_fn *fn, void *arg)
+{
+    s_progress = fn;
+    s_progress_arg = arg;
+    s_progress_done = 0;
+}
+
+void embed_progress_add(size_t n)
+{
+    s_progress_done += n;
+    if (s_progress)
+        s_progress(s_progress_done, s_progress_arg);
+}
+
 void embed_destroy(embedder_t **self_p)
 {
     if (!self_p || !*self_p)

@@ -38,6 +38,7 @@ static int s_embed(void *impl, embed_kind_t kind, const char *const *texts, size
                               out + i * (size_t)self->dim, NULL);
         if (rc != SOUK_OK)
             return rc;
+        embed_progress_add(k);
     }
     return SOUK_OK;
 }

@@ -252,12 +252,58 @@ static void test_llm_falls_back_to_builtin(void **state)
     assert_int_not_equal(harness_wait_event(&s->h, "hung", "s-", 200, &ev), 0);
 }
 
+/* SOUK_EMBEDDER=openai: `souk import` embeds the catalogue through
+ * /embeddings in batches (one refused with 429 and retried), `souk search`
+ * embeds the query with the same model, and a query embedder of another
+ * dimension or the local one is refused by the index. */
+static void test_cloud_embeddings_import(void **state)
+{
+    llm_shop_t *s = *state;
+    assert_int_equal(openai_fake_reset(&s->fake), 0);
+    assert_int_equal(openai_fake_script(&s->fake, "{\"rules\":[{\"kind\":\"embeddings\","
+                                                  "\"status\":429,\"retry_after\":0}]}"), 0);
+    harness_t h = { 0 };
+    assert_int_equal(harness_prepare(&h), 0);
+    setenv("SOUK_EMBEDDER", "openai", 1);
+    setenv("OPENAI_BASE_URL", s->fake.base_url, 1);
+    setenv("OPENAI_API_KEY", FAKE_KEY, 1);
+    setenv("SOUK_EMBED_DIM", "256", 1);
+    assert_int_equal(harness_cli(&h, "import " SOUK_SRC_DIR "/data/demo/products.jsonl", NULL), 0);
+    json_t *reqs = openai_fake_requests(&s->fake);
+    size_t i, texts = 0;
+    json_t *r;
+    json_array_foreach(reqs, i, r) {
+        json_t *body = json_object_get(r, "body");
+        assert_int_equal(json_integer_value(json_object_get(body, "dimensions")), 256);
+        assert_string_equal(s_str(body, "model"), "text-embedding-3-small");
+        assert_true(json_array_size(json_object_get(body, "input")) <= 128);
+        if (i > 0)
+            texts += json_array_size(json_object_get(body, "input"));
+    }
+    assert_int_equal(texts, 194);           /* every product, in batches, after the 429 */
+    assert_true(json_array_size(reqs) >= 3);
+    json_decref(reqs);
+    char *out = NULL;
+    assert_int_equal(harness_cli(&h, "search mascara --limit 1", &out), 0);
+    assert_has(out, MASCARA);
+    free(out);
+    assert_int_equal(openai_fake_count(&s->fake, "embeddings"), 4); /* + the query */
+    setenv("SOUK_EMBED_DIM", "128", 1);
+    assert_int_not_equal(harness_cli(&h, "search mascara --limit 1", NULL), 0);
+    setenv("SOUK_EMBEDDER", "local", 1);
+    assert_int_not_equal(harness_cli(&h, "search mascara --limit 1", NULL), 0);
+    unsetenv("SOUK_EMBEDDER");
+    unsetenv("SOUK_EMBED_DIM");
+    harness_stop(&h, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llm_places_order),
         cmocka_unit_test(test_llm_foreign_identity_refused),
         cmocka_unit_test(test_llm_falls_back_to_builtin),
+        cmocka_unit_test(test_cloud_embeddings_import),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

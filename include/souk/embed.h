@@ -113,6 +113,15 @@ int embed_state_save(embedder_t *self, uint8_t **blob, size_t *len);
 /* SOUK_EPROTO for a state this embedder cannot read. */
 int embed_state_load(embedder_t *self, const uint8_t *blob, size_t len);
 
+/* A process-wide observer of long embedding runs, for a command's progress
+ * bar (souk import): fn(done, arg) runs after each batch a remote embedder
+ * has embedded, done counting texts since the observer was set. NULL
+ * clears it. Set it before the run, from the thread that embeds. */
+typedef void(embed_progress_fn)(size_t done, void *arg);
+void embed_progress_set(embed_progress_fn *fn, void *arg);
+/* For implementations: n more texts embedded. */
+void embed_progress_add(size_t n);
+
 /* Built-in implementations, for embed_new(). */
 int embed_local_new(int dim, const char *wordnet_dir, embedder_t **out, char *err, size_t errlen);
 
