@@ -358,8 +358,8 @@ static char *s_final_reply(s_turn_t *t, const char *content)
     json_t *c;
     json_array_foreach(t->changes, i, c) {
         json_t *r = json_object_get(c, "result");
-        const char *id = *s_str(r, "order_id") && strcmp(s_str(c, "tool"), "place_order") == 0
-                             ? s_str(r, "order_id") : s_str(r, "ticket_id");
+        const char *id = strcmp(s_str(c, "tool"), "create_support_ticket") == 0
+                             ? s_str(r, "ticket_id") : s_str(r, "order_id");
         char total[32] = "";
         if (json_is_number(json_object_get(r, "total")))
             snprintf(total, sizeof total, "%.2f", json_number_value(json_object_get(r, "total")));
@@ -490,6 +490,12 @@ int llm_turn(llm_t *self, agent_t *fallback, const llm_input_t *in, agent_output
         s_add(t.messages, "user", in->in.text);
         char *content = NULL;
         rc = s_loop(&t, &content);
+        if (rc != SOUK_OK) {
+            info->error = rc;
+            snprintf(info->why, sizeof info->why, "%s",
+                     *openai_last_error(self->api) ? openai_last_error(self->api)
+                                                   : "the model gave no answer");
+        }
         bool changed = json_array_size(t.changes) > 0;
         if (rc == SOUK_OK)
             out->reply = s_final_reply(&t, content);

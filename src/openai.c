@@ -293,6 +293,11 @@ static int64_t s_backoff_ms(int attempt, int64_t retry_after_ms)
 /* The API's own error message, when the body is its error JSON. */
 static void s_api_error(openai_t *self, long status)
 {
+    if (status == 401 || status == 403) {
+        /* the API's text quotes part of the key: not repeated */
+        s_set_error(self, "HTTP %ld: the API key was refused", status);
+        return;
+    }
     json_t *doc = self->len ? json_loadb(self->body, self->len, 0, NULL) : NULL;
     const char *msg = json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
     s_set_error(self, "HTTP %ld%s%.160s", status, msg ? ": " : "", msg ? msg : "");

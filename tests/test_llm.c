@@ -283,6 +283,29 @@ static void test_agent_orders_through_tools(void **state)
     llm_destroy(&l);
 }
 
+/* A model that misquotes the total of the order it placed: the reply is
+ * written from the tool's result instead. */
+static void test_agent_total_from_tool_result(void **state)
+{
+    (void)state;
+    assert_int_equal(openai_fake_script(&s_fake, "{\"rules\":["
+        "{\"kind\":\"chat\",\"tool_calls\":[{\"name\":\"place_order\",\"arguments\":{\"items\":[{\"product_id\":\"BEA-ESS-ESS-001\",\"quantity\":2}]}}]},"
+        "{\"kind\":\"chat\",\"content\":\"Done: order SK-7K3Q9, total 5.00 USD.\"}]}"), 0);
+    llm_t *l = s_llm(LLM_CLASSIFY_NEVER);
+    agent_t *fb = agent_new(NULL);
+    tools_rec_t rec = { .n = 0 };
+    llm_input_t in = { .in = { .waid = "15550101001", .text = "yes, order them",
+                               .turn_id = "SMturn4", .call_tool = s_tool, .tool_arg = &rec } };
+    agent_output_t out;
+    assert_int_equal(llm_turn(l, fb, &in, &out, NULL), SOUK_OK);
+    assert_null(strstr(out.reply, "5.00"));
+    assert_non_null(strstr(out.reply, "SK-7K3Q9"));
+    assert_non_null(strstr(out.reply, "19.98 USD"));
+    agent_output_clear(&out);
+    agent_destroy(&fb);
+    llm_destroy(&l);
+}
+
 static void test_agent_refuses_extra_argument(void **state)
 {
     (void)state;
@@ -493,6 +516,7 @@ int main(void)
         cmocka_unit_test_setup(test_client_timeout_ticks, s_each),
         cmocka_unit_test(test_retry_after_parse),
         cmocka_unit_test_setup(test_agent_orders_through_tools, s_each),
+        cmocka_unit_test_setup(test_agent_total_from_tool_result, s_each),
         cmocka_unit_test_setup(test_agent_refuses_extra_argument, s_each),
         cmocka_unit_test_setup(test_agent_falls_back_on_failure, s_each),
         cmocka_unit_test_setup(test_classify_hybrid_skips_when_sure, s_each),

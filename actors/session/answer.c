@@ -162,6 +162,12 @@ static int s_llm_turn(const session_turn_t *turn, llm_t *llm, agent_t *agent,
         llm_turn_info_t info;
         turn->session->llm_beat_ms = 0;
         rc = llm_turn(llm, agent, &lin, out, &info);
+        if (info.error != SOUK_OK) {
+            char why[200];
+            SLOG_WARN("session.llm_failed", "err=%s fallback=%d reason=%s",
+                      souk_errname(info.error), info.fallback,
+                      souk_log_quote(info.why, why, sizeof why));
+        }
         if (rc == SOUK_OK)
             s_log_llm(turn->session, out, &info);
     }

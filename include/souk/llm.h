@@ -113,6 +113,8 @@ typedef struct {
     int steps;                  /* model calls in the turn */
     int refused;                /* tool calls refused */
     int64_t tokens_in, tokens_out, latency_ms;
+    int error;                  /* the API's failure that ended the loop; SOUK_OK when none */
+    char why[160];              /* its sentence (no secret, no user text) */
 } llm_turn_info_t;
 
 /* Runs one turn; same contract as agent_turn (out freed with
