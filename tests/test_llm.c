@@ -203,6 +203,10 @@ static int s_tool(void *arg, const char *tool, const char *args_json, const char
     else if (strcmp(tool, "place_order") == 0)
         *result_json = strdup("{\"order_id\":\"SK-7K3Q9\",\"status\":\"placed\",\"total\":19.98,"
                               "\"currency\":\"USD\",\"items\":[]}");
+    else if (strcmp(tool, "get_product") == 0 && strstr(args_json, "BEA-CHI-LIP-004"))
+        *result_json = strdup("{\"product_id\":\"BEA-CHI-LIP-004\",\"name\":\"Red Lipstick\","
+                              "\"price\":11.49,\"currency\":\"USD\",\"stock\":3,"
+                              "\"description\":\"long text\"}");
     else {
         *error = strdup("not found");
         return SOUK_ENOTFOUND;
@@ -301,6 +305,66 @@ static void test_agent_total_from_tool_result(void **state)
     assert_null(strstr(out.reply, "5.00"));
     assert_non_null(strstr(out.reply, "SK-7K3Q9"));
     assert_non_null(strstr(out.reply, "19.98 USD"));
+    agent_output_clear(&out);
+    agent_destroy(&fb);
+    llm_destroy(&l);
+}
+
+/* The last chat request's messages, as the fake received them. */
+static json_t *s_last_chat_messages(void)
+{
+    json_t *reqs = openai_fake_requests(&s_fake), *msgs = NULL;
+    size_t i;
+    json_t *r;
+    json_array_foreach(reqs, i, r)
+        if (strcmp(json_string_value(json_object_get(r, "kind")), "chat") == 0)
+            msgs = json_object_get(json_object_get(r, "body"), "messages");
+    json_incref(msgs);
+    json_decref(reqs);
+    return msgs;
+}
+
+/* A follow-up: the products shown last turn are fetched again (today's
+ * price, not the remembered one), and the history is cut to its token
+ * budget, newest kept. */
+static void test_agent_follow_up_context(void **state)
+{
+    (void)state;
+    assert_int_equal(openai_fake_script(&s_fake, "{\"rules\":[{\"kind\":\"chat\","
+                                                 "\"content\":\"It is 11.49 USD.\"}]}"), 0);
+    llm_t *l = s_llm(LLM_CLASSIFY_NEVER);
+    agent_t *fb = agent_new(NULL);
+    tools_rec_t rec = { .n = 0 };
+    enum { N = 100 };
+    llm_history_t hist[N];
+    char texts[N][220];
+    for (int i = 0; i < N; i++) {
+        snprintf(texts[i], sizeof texts[i], "message %03d %0200d", i, 0);
+        hist[i] = (llm_history_t) { .from_user = i % 2 == 0, .text = texts[i] };
+    }
+    llm_input_t in = {
+        .in = { .waid = "15550101001", .text = "how much is the lipstick?", .turn_id = "SMturn5",
+                .call_tool = s_tool, .tool_arg = &rec,
+                .state_json = "{\"v\":1,\"shown\":[{\"sku\":\"BEA-CHI-LIP-004\",\"name\":"
+                              "\"Red Lipstick\",\"cents\":1299,\"cur\":\"USD\",\"stock\":true}]}" },
+        .history = hist, .n_history = N,
+    };
+    agent_output_t out;
+    assert_int_equal(llm_turn(l, fb, &in, &out, NULL), SOUK_OK);
+    assert_int_equal(rec.n, 1);
+    assert_string_equal(rec.calls[0], "get_product");
+    json_t *msgs = s_last_chat_messages();
+    char *dump = json_dumps(msgs, 0);
+    assert_non_null(strstr(dump, "11.49"));          /* fetched again */
+    assert_null(strstr(dump, "12.99"));              /* not the remembered price */
+    assert_non_null(strstr(dump, "message 099"));    /* the newest history kept */
+    assert_null(strstr(dump, "message 000"));        /* the oldest cut */
+    size_t n = json_array_size(msgs);
+    assert_true(n > 5 && n < N);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, n - 1),
+                                                          "content")), "how much is the lipstick?");
+    free(dump);
+    json_decref(msgs);
     agent_output_clear(&out);
     agent_destroy(&fb);
     llm_destroy(&l);
@@ -517,6 +581,7 @@ int main(void)
         cmocka_unit_test(test_retry_after_parse),
         cmocka_unit_test_setup(test_agent_orders_through_tools, s_each),
         cmocka_unit_test_setup(test_agent_total_from_tool_result, s_each),
+        cmocka_unit_test_setup(test_agent_follow_up_context, s_each),
         cmocka_unit_test_setup(test_agent_refuses_extra_argument, s_each),
         cmocka_unit_test_setup(test_agent_falls_back_on_failure, s_each),
         cmocka_unit_test_setup(test_classify_hybrid_skips_when_sure, s_each),
