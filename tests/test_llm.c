@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "openai_fake.h"
 #include "souk/actor.h"
@@ -569,6 +570,60 @@ static void test_embed_identity(void **state)
     embed_destroy(&e);
 }
 
+/* ---- configuration ---------------------------------------------------------------- */
+
+/* `souk config` run with env prepended; its output (caller frees) and exit code. */
+static char *s_config(const char *env, int *code)
+{
+    char cmd[1024], *out = NULL;
+    size_t len = 0;
+    snprintf(cmd, sizeof cmd, "env -u OPENAI_API_KEY -u OPENAI_BASE_URL -u SOUK_LLM -u SOUK_EMBEDDER %s %s config 2>&1",
+             env, getenv("SOUK_BIN"));
+    FILE *p = popen(cmd, "r"), *mem = open_memstream(&out, &len);
+    char buf[4096];
+    size_t n;
+    while (p && (n = fread(buf, 1, sizeof buf, p)) > 0)
+        fwrite(buf, 1, n, mem);
+    int st = p ? pclose(p) : -1;
+    *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    fclose(mem);
+    return out;
+}
+
+static void test_config_defaults(void **state)
+{
+    (void)state;
+    int code;
+    char *out = s_config("", &code);
+    assert_int_equal(code, 0);
+    assert_non_null(strstr(out, "SOUK_LLM=builtin\n"));   /* offline by default */
+    assert_non_null(strstr(out, "OPENAI_BASE_URL=https://api.openai.com/v1\n"));
+    assert_non_null(strstr(out, "SOUK_LLM_MODEL=gpt-4o-mini\n"));
+    assert_non_null(strstr(out, "SOUK_LLM_CLASSIFY=hybrid\n"));
+    assert_non_null(strstr(out, "SOUK_EMBED_MODEL=text-embedding-3-small\n"));
+    free(out);
+    out = s_config("OPENAI_API_KEY=sk-secret-42", &code);
+    assert_int_equal(code, 0);
+    assert_non_null(strstr(out, "SOUK_LLM=openai\n"));    /* a key: the model answers */
+    assert_non_null(strstr(out, "OPENAI_API_KEY=(set)\n"));
+    assert_null(strstr(out, "sk-secret-42"));
+    free(out);
+    out = s_config("OPENAI_API_KEY=sk-secret-42 SOUK_LLM=builtin", &code);
+    assert_non_null(strstr(out, "SOUK_LLM=builtin\n"));
+    free(out);
+    out = s_config("SOUK_LLM_CLASSIFY=sometimes", &code);
+    assert_int_not_equal(code, 0);
+    assert_non_null(strstr(out, "SOUK_LLM_CLASSIFY"));
+    free(out);
+    out = s_config("SOUK_EMBEDDER=word2vec", &code);
+    assert_int_not_equal(code, 0);
+    assert_non_null(strstr(out, "SOUK_EMBEDDER"));
+    free(out);
+    out = s_config("SOUK_EMBEDDER=local:256", &code);
+    assert_int_equal(code, 0);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -588,6 +643,7 @@ int main(void)
         cmocka_unit_test_setup(test_classify_always_and_never, s_each),
         cmocka_unit_test_setup(test_embed_batches_and_retries, s_each),
         cmocka_unit_test_setup(test_embed_identity, s_each),
+        cmocka_unit_test(test_config_defaults),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
