@@ -168,6 +168,56 @@ static void test_client_timeout_ticks(void **state)
     openai_destroy(&c);
 }
 
+/* Answers that are JSON but not a chat completion: an error, never a crash. */
+static void test_client_odd_answers(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        "[]", "{}", "{\"choices\":[]}", "{\"choices\":{}}", "{\"choices\":[{}]}",
+        "{\"choices\":[{\"message\":{\"content\":42}}]}",
+        "{\"choices\":[{\"message\":{\"content\":null}}]}",
+        "{\"choices\":[{\"message\":{\"tool_calls\":{}}}]}",
+        "{\"choices\":[{\"message\":{\"tool_calls\":[{\"function\":{\"name\":\"x\",\"arguments\":{}}}]}}]}",
+        "{\"choices\":[{\"message\":{\"tool_calls\":[{\"function\":{\"arguments\":\"{}\"}}]}}]}",
+        "{\"choices\":[{\"message\":{\"content\":\"a\"}}],\"choices\":[]}",
+        "\"just a string\"", "",
+    };
+    openai_t *c = s_client(FAKE_KEY, 5000, NULL);
+    json_t *req = s_hello();
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++) {
+        json_t *rule = json_pack("{s:[{s:s}]}", "rules", "raw", bodies[i]);
+        char *text = json_dumps(rule, 0);
+        assert_int_equal(openai_fake_script(&s_fake, text), 0);
+        free(text);
+        json_decref(rule);
+        openai_chat_t r;
+        int rc = openai_chat(c, req, &r);
+        if (rc != SOUK_EPROTO)
+            fail_msg("body %zu (%s): %s", i, bodies[i], souk_errname(rc));
+        assert_null(r.content);
+        assert_int_equal(r.n_tool_calls, 0);
+    }
+    /* embeddings too */
+    float v[8];
+    const char *t = "x";
+    static const char *const emb[] = {
+        "{\"data\":[]}", "{\"data\":[{\"index\":3,\"embedding\":[1,2,3,4,5,6,7,8]}]}",
+        "{\"data\":[{\"index\":0,\"embedding\":[1,2,\"x\",4,5,6,7,8]}]}",
+        "{\"data\":[{\"index\":0,\"embedding\":[1,2,3]}]}", "{\"data\":{}}",
+    };
+    for (size_t i = 0; i < sizeof emb / sizeof *emb; i++) {
+        json_t *rule = json_pack("{s:[{s:s}]}", "rules", "raw", emb[i]);
+        char *text = json_dumps(rule, 0);
+        assert_int_equal(openai_fake_script(&s_fake, text), 0);
+        free(text);
+        json_decref(rule);
+        assert_int_equal(openai_embed(c, "text-embedding-3-small", 8, &t, 1, 8, v, NULL),
+                         SOUK_EPROTO);
+    }
+    json_decref(req);
+    openai_destroy(&c);
+}
+
 static void test_retry_after_parse(void **state)
 {
     (void)state;
@@ -366,6 +416,35 @@ static void test_agent_follow_up_context(void **state)
                                                           "content")), "how much is the lipstick?");
     free(dump);
     json_decref(msgs);
+    agent_output_clear(&out);
+    agent_destroy(&fb);
+    llm_destroy(&l);
+}
+
+/* The API fails after the order was placed: the built-in agent does not
+ * run (it could not know), the reply says what the tool did, and nothing is
+ * ordered twice. */
+static void test_agent_apologises_after_state_change(void **state)
+{
+    (void)state;
+    assert_int_equal(openai_fake_script(&s_fake, "{\"rules\":["
+        "{\"kind\":\"chat\",\"tool_calls\":[{\"name\":\"place_order\",\"arguments\":{\"items\":[{\"product_id\":\"BEA-ESS-ESS-001\",\"quantity\":2}]}}]},"
+        "{\"kind\":\"chat\",\"status\":500,\"times\":-1}]}"), 0);
+    llm_t *l = s_llm(LLM_CLASSIFY_NEVER);
+    agent_t *fb = agent_new(NULL);
+    tools_rec_t rec = { .n = 0 };
+    llm_input_t in = { .in = { .waid = "15550101001", .text = "yes, order them",
+                               .turn_id = "SMturn6", .call_tool = s_tool, .tool_arg = &rec } };
+    agent_output_t out;
+    llm_turn_info_t info;
+    assert_int_equal(llm_turn(l, fb, &in, &out, &info), SOUK_OK);
+    assert_false(info.fallback);
+    assert_int_equal(info.error, SOUK_EUNAVAIL);
+    assert_true(out.changed);
+    assert_int_equal(rec.n, 1);
+    assert_non_null(strstr(out.reply, "SK-7K3Q9"));
+    assert_non_null(strstr(out.reply, "19.98 USD"));
+    assert_non_null(strstr(out.reply, "Sorry"));
     agent_output_clear(&out);
     agent_destroy(&fb);
     llm_destroy(&l);
@@ -633,10 +712,12 @@ int main(void)
         cmocka_unit_test_setup(test_client_retries_5xx_then_gives_up, s_each),
         cmocka_unit_test_setup(test_client_honours_retry_after, s_each),
         cmocka_unit_test_setup(test_client_timeout_ticks, s_each),
+        cmocka_unit_test_setup(test_client_odd_answers, s_each),
         cmocka_unit_test(test_retry_after_parse),
         cmocka_unit_test_setup(test_agent_orders_through_tools, s_each),
         cmocka_unit_test_setup(test_agent_total_from_tool_result, s_each),
         cmocka_unit_test_setup(test_agent_follow_up_context, s_each),
+        cmocka_unit_test_setup(test_agent_apologises_after_state_change, s_each),
         cmocka_unit_test_setup(test_agent_refuses_extra_argument, s_each),
         cmocka_unit_test_setup(test_agent_falls_back_on_failure, s_each),
         cmocka_unit_test_setup(test_classify_hybrid_skips_when_sure, s_each),

@@ -42,6 +42,7 @@ Scripted behaviour (test control, not OpenAI's; no auth):
         {"status": 429|500|…, "retry_after": 1}   an error answer
         {"delay_ms": 3000}                           answer late (a time-out)
         {"malformed": true}                          200 with a body that is not JSON
+        {"raw": "text"}                              200 with exactly this body
         {"tool_calls": [{"name": n, "arguments": {...} | "text"}]}
         {"content": "text"}   "{tool.FIELD}" is replaced by FIELD of the latest
                               tool result in the request ("{tool.order_id}")
@@ -307,6 +308,9 @@ def make_handler(state):
                 etype = "rate_limit_exceeded" if rule["status"] == 429 else "server_error"
                 self.error(rule["status"], "scripted %d" % rule["status"], etype=etype,
                            headers=headers)
+                return True
+            if "raw" in rule:
+                self.send(200, rule["raw"].encode())
                 return True
             if rule.get("malformed"):
                 self.send(200, b'{"id": "chatcmpl-x", "choices": [ {"message": ', )
