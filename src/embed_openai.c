@@ -19,19 +19,23 @@
 /* Texts per request: OpenAI takes up to 2048, but a smaller batch keeps a
  * retried request cheap and each answer a few MB at most. */
 #define EMBED_OPENAI_BATCH 128
-/* An import may wait longer for a batch than a chat turn for a reply. */
+/* An import may wait long for a batch; a query is embedded by a tool actor
+ * inside a session's tool call (SESSION_TOOL_DEADLINE_MS, 2 s) and must
+ * not block it past its heartbeats. */
 #define EMBED_OPENAI_TIMEOUT_MS 60000
+#define EMBED_OPENAI_QUERY_TIMEOUT_MS 1500
 
 typedef struct {
     openai_t *api;
     char *model;
     int dim;
+    int timeout_ms, query_timeout_ms;
 } s_impl_t;
 
 static int s_embed(void *impl, embed_kind_t kind, const char *const *texts, size_t n, float *out)
 {
-    (void)kind;
     s_impl_t *self = impl;
+    openai_set_timeout(self->api, kind == EMBED_QUERY ? self->query_timeout_ms : self->timeout_ms);
     for (size_t i = 0; i < n; i += EMBED_OPENAI_BATCH) {
         size_t k = n - i < EMBED_OPENAI_BATCH ? n - i : EMBED_OPENAI_BATCH;
         int rc = openai_embed(self->api, self->model, self->dim, texts + i, k, self->dim,
@@ -77,6 +81,9 @@ int embed_openai_new(const embed_openai_options_t *opt, embedder_t **out, char *
     int rc = openai_new(&o, &self->api, err, errlen);
     self->model = strdup(opt->model);
     self->dim = opt->dim;
+    self->timeout_ms = o.timeout_ms;
+    self->query_timeout_ms = opt->timeout_ms > 0 && opt->timeout_ms < EMBED_OPENAI_QUERY_TIMEOUT_MS
+                                 ? opt->timeout_ms : EMBED_OPENAI_QUERY_TIMEOUT_MS;
     if (rc == SOUK_OK && !self->model)
         rc = SOUK_ENOMEM;
     if (rc != SOUK_OK) {

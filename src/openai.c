@@ -116,6 +116,11 @@ void openai_set_tick(openai_t *self, openai_tick_fn *tick, void *arg)
     self->tick_arg = arg;
 }
 
+void openai_set_timeout(openai_t *self, int timeout_ms)
+{
+    self->timeout_ms = timeout_ms > 0 ? timeout_ms : OPENAI_TIMEOUT_DEFAULT_MS;
+}
+
 const char *openai_last_error(const openai_t *self)
 {
     return self->error;

@@ -288,6 +288,19 @@ static void test_cloud_embeddings_import(void **state)
     assert_has(out, MASCARA);
     free(out);
     assert_int_equal(openai_fake_count(&s->fake, "embeddings"), 4); /* + the query */
+    /* the shop searches the same way: the tool actors embed the query */
+    char base[96];
+    snprintf(base, sizeof base, "OPENAI_BASE_URL=%s", s->fake.base_url);
+    const char *env[] = { "SOUK_AGENT=builtin", "SOUK_DEBOUNCE_MS=0", "SOUK_EMBEDDER=openai",
+                          "SOUK_EMBED_DIM=256", base, "OPENAI_API_KEY=" FAKE_KEY, NULL };
+    assert_int_equal(harness_start_prepared(&h, env), 0);
+    harness_reply_t said = { 0 };
+    assert_int_equal(harness_send(&h, ANA, "Ana", "show me essence mascara", NULL, NULL, &said), 0);
+    assert_string_equal(said.answer, "inline");
+    assert_has(said.message, "Essence Mascara Lash Princess");
+    harness_reply_clear(&said);
+    assert_int_equal(openai_fake_count(&s->fake, "embeddings"), 5);
+    assert_int_equal(harness_stop(&h, true), 0);
     setenv("SOUK_EMBED_DIM", "128", 1);
     assert_int_not_equal(harness_cli(&h, "search mascara --limit 1", NULL), 0);
     setenv("SOUK_EMBEDDER", "local", 1);

@@ -130,7 +130,7 @@ typedef struct {
     const char *api_key;        /* may be NULL or "" */
     const char *model;          /* "text-embedding-3-small" */
     int dim;                    /* asked of the API as `dimensions`, 1..EMBED_DIM_MAX */
-    int timeout_ms;             /* per batch, retries included; 0: 60 s */
+    int timeout_ms;             /* per batch, retries included; 0: 60 s (queries: 1.5 s at most) */
     int retries;                /* < 0: the client's default */
 } embed_openai_options_t;
 

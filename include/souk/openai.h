@@ -69,6 +69,9 @@ void openai_destroy(openai_t **self_p);
 /* Changes the tick callback (the session sets its own after making it). */
 void openai_set_tick(openai_t *self, openai_tick_fn *tick, void *arg);
 
+/* Changes the deadline of the calls that follow (ms, retries included). */
+void openai_set_timeout(openai_t *self, int timeout_ms);
+
 /* Why the last call failed ("" after a success). Static for the client. */
 const char *openai_last_error(const openai_t *self);
 void openai_stats(const openai_t *self, openai_stats_t *out);
