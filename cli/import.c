@@ -16,6 +16,7 @@
  * (SIGKILL) inside SQLite right before the import's transaction commits. */
 #include "cli.h"
 #include "souk/catalog.h"
+#include "souk/embed.h"
 #include "souk/error.h"
 #include "souk/search.h"
 #include "souk/store.h"
@@ -212,12 +213,48 @@ static int s_write(store_t *store, const catalog_t *cat, const progress_t *pg)
     return 0;
 }
 
+/* A remote embedder's progress (SOUK_EMBEDDER=openai): batches over the
+ * network take long enough for a bar, whatever the file's size. */
+typedef struct {
+    size_t total;
+    double last;
+} embed_bar_t;
+
+static void s_progress_embed(size_t done, void *arg)
+{
+    embed_bar_t *b = arg;
+    double now = s_now();
+    if (now - b->last < PROGRESS_REDRAW_S && done < b->total)
+        return;
+    b->last = now;
+    size_t total = b->total > done ? b->total : done;
+    int fill = (int)((double)done / (double)total * BAR_WIDTH);
+    char bar[BAR_WIDTH + 1];
+    for (int i = 0; i < BAR_WIDTH; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[BAR_WIDTH] = '\0';
+    fprintf(stderr, "\r\033[Kembedding [%s] %3d%%  %zu/%zu products", bar,
+            (int)(100.0 * (double)done / (double)total), done, total);
+}
+
 static int s_reindex(const souk_config_t *cfg, store_t *store, size_t n, const progress_t *pg,
                      search_build_stats_t *st)
 {
     char err[512] = "";
     s_progress_phase(pg, "indexing", n);
+    int64_t total = 0;
+    embed_bar_t bar = { 0 };
+    bool remote = strcmp(cfg->embedder, "openai") == 0 && isatty(STDERR_FILENO)
+               && store_product_count(store, &total) == SOUK_OK;
+    if (remote) {
+        bar.total = (size_t)total;
+        embed_progress_set(s_progress_embed, &bar);
+    }
     int rc = search_build_index(store, cfg->data_dir, NULL, st, err, sizeof err);
+    if (remote) {
+        embed_progress_set(NULL, NULL);
+        fprintf(stderr, "\r\033[K");
+    }
     s_progress_end(pg);
     if (rc != SOUK_OK) {
         fprintf(stderr, "souk import: the products are imported, but the search index was not "

@@ -104,6 +104,25 @@ static int parse_int(const char *env, const char *v, int64_t *out, int64_t lo, i
 #define PARSE_enum(env, v, field, lo, hi) parse_enum(#env, v, &cfg->field, #field, err, errlen)
 #define PARSE_int(env, v, field, lo, hi) parse_int(#env, v, &cfg->field, lo, hi, err, errlen)
 
+/* SOUK_LLM unset: the model when there is a key to reach it. */
+static const char *s_llm_default(void)
+{
+    const char *key = getenv("OPENAI_API_KEY");
+    return key && *key ? "openai" : "builtin";
+}
+
+/* "local", "local:DIM" or "openai" (embed_new reads the same spelling). */
+static bool s_embedder_valid(const char *v)
+{
+    if (strcmp(v, "local") == 0 || strcmp(v, "openai") == 0)
+        return true;
+    if (strncmp(v, "local:", 6) != 0)
+        return false;
+    char *end;
+    long d = strtol(v + 6, &end, 10);
+    return end != v + 6 && *end == '\0' && d >= 64 && d <= 4096;
+}
+
 /* Exports NAME=value lines of `file` that the environment does not set. */
 static int load_file(const char *file, char *err, size_t errlen)
 {
@@ -180,6 +199,8 @@ int souk_config_load(souk_config_t *cfg, const char *file, char *err, size_t err
         v = getenv(#env);                                                    \
         if (!v && strcmp(#env, "SOUK_PORT") == 0)                            \
             v = getenv("PORT");                                              \
+        if (!v && strcmp(#env, "SOUK_LLM") == 0)                             \
+            v = s_llm_default();                                             \
         rc = PARSE_##kind(env, v ? v : def, field, lo, hi);                  \
     }
     SOUK_CONFIG_VARS(V)
@@ -193,6 +214,9 @@ int souk_config_load(souk_config_t *cfg, const char *file, char *err, size_t err
         (!*cfg->pinecone_index_host || !*cfg->pinecone_api_key))
         rc = fail(err, errlen, "SOUK_VECTOR=pinecone: PINECONE_INDEX_HOST and PINECONE_API_KEY "
                                "must be set");
+    if (rc == SOUK_OK && !s_embedder_valid(cfg->embedder))
+        rc = fail(err, errlen, "SOUK_EMBEDDER=%s: expected local, local:DIM (64..4096) or openai",
+                  cfg->embedder);
     if (rc == SOUK_OK && !*cfg->data_dir)
         rc = fail(err, errlen, "SOUK_DATA: must not be empty");
     if (rc == SOUK_OK) {

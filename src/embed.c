@@ -88,8 +88,29 @@ int embed_new(const char *spec, embedder_t **out, char *err, size_t errlen)
         const char *wn = getenv("SOUK_WORDNET_DIR");
         return embed_local_new(dim, wn && *wn ? wn : "/usr/share/wordnet", out, err, errlen);
     }
+    if (strcmp(spec, "openai") == 0)
+        return embed_openai_from_env(out, err, errlen);
     s_err(err, errlen, "embedder: unknown embedder ", spec);
     return SOUK_EINVAL;
+}
+
+/* One observer per process: an import embeds from its one thread. */
+static embed_progress_fn *s_progress;
+static void *s_progress_arg;
+static size_t s_progress_done;
+
+void embed_progress_set(embed_progress_fn *fn, void *arg)
+{
+    s_progress = fn;
+    s_progress_arg = arg;
+    s_progress_done = 0;
+}
+
+void embed_progress_add(size_t n)
+{
+    s_progress_done += n;
+    if (s_progress)
+        s_progress(s_progress_done, s_progress_arg);
 }
 
 void embed_destroy(embedder_t **self_p)

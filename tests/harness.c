@@ -201,6 +201,11 @@ int harness_start_prepared(harness_t *h, const char *const *env)
         /* the channel's tests are about delivery: the echo answer; shop
          * conversations pass SOUK_AGENT=builtin */
         setenv("SOUK_AGENT", "echo", 1);
+        /* never a cloud model because the developer's shell has a key:
+         * the LLM tests pass SOUK_LLM=openai and the fake's URL */
+        setenv("SOUK_LLM", "builtin", 1);
+        unsetenv("OPENAI_API_KEY");
+        setenv("SOUK_EMBEDDER", "local", 1);
         for (const char *const *e = env; e && *e; e++) {
             char *kv = strdup(*e);
             char *eq = strchr(kv, '=');

@@ -331,6 +331,7 @@ static void s_self_destroy(session_t *self)
 {
     session_turn_clear(self);
     session_reply_clear(self);
+    llm_destroy(&self->llm);
     zloop_destroy(&self->loop);
     zsock_destroy(&self->monitor);
     zsock_destroy(&self->tools);

@@ -17,6 +17,7 @@
 
 #include "souk/actor.h"
 #include "souk/config.h"
+#include "souk/llm.h"
 #include "souk/proto.h"
 #include "souk/store.h"
 #include "souk/twilio.h"
@@ -95,6 +96,9 @@ typedef struct {
     bool lease_held;      /* this session answers the user (always, single node) */
     int64_t lease_due_ms; /* monotonic: renew (held) or try again (not held) */
     int64_t poll_due_ms;  /* monotonic: look for messages other nodes stored */
+    llm_t *llm;           /* SOUK_LLM=openai: made on the first turn, kept (its connection too) */
+    bool llm_broken;      /* it could not be made: the built-in agent answers */
+    int64_t llm_beat_ms;  /* monotonic: the next heartbeat due during a model call */
 } session_t;
 
 /* ---- session.c ---------------------------------------------------------- */
@@ -215,6 +219,12 @@ char *session_turn_text(const session_msg_t *msgs, size_t n);
 /* The reply to a turn. Returns a malloc'd UTF-8 text the caller frees, ""
  * for "say nothing", or NULL when out of memory. */
 char *session_answer(const session_turn_t *turn);
+/* The path of a turn about to run (the model's classifier with
+ * SOUK_LLM=openai, else agent_path) and, for ASYNC, the acknowledgement. */
+agent_path_t session_answer_path(session_t *self, const char *text, const char *state_json,
+                                 const char **ack);
+/* This user's LLM counters (zero without the LLM agent). */
+void session_llm_stats(const session_t *self, llm_stats_t *out);
 /* answer_echo.c: the help text that echoes the turn (SOUK_AGENT=echo). */
 char *session_answer_echo(const session_turn_t *turn);
 

@@ -206,10 +206,12 @@ static void s_defer_if_async(session_t *self, const session_msg_t *msgs, size_t 
 {
     char *text = session_turn_text(msgs, n), *state = NULL;
     int rc = text ? store_user_state_get(self->store, self->waid, &state) : SOUK_ENOMEM;
-    if ((rc == SOUK_OK || rc == SOUK_ENOTFOUND) && agent_path(text, state) == AGENT_PATH_ASYNC) {
+    const char *ack = NULL;
+    if ((rc == SOUK_OK || rc == SOUK_ENOTFOUND)
+        && session_answer_path(self, text, state, &ack) == AGENT_PATH_ASYNC) {
         souk_msg_t m = { .type = SOUK_MSG_DEFER };
         m.defer.msg_sid = (char *)turn_sid;
-        m.defer.text = (char *)agent_ack(text, state);
+        m.defer.text = (char *)ack;
         session_send_gateway(self, &m);
     }
     free(state);

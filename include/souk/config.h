@@ -54,7 +54,17 @@
     V(SOUK_VECTOR, enum, vector, "local", 0, 0, "Where product vectors live: local (products.vindex in the data folder) or pinecone") \
     V(PINECONE_INDEX_HOST, url, pinecone_index_host, "", 0, 0, "Pinecone index host, e.g. https://shop-abc123.svc.aped-4627-b74a.pinecone.io (SOUK_VECTOR=pinecone)") \
     V(PINECONE_API_KEY, secret, pinecone_api_key, "", 0, 0, "Pinecone API key (SOUK_VECTOR=pinecone)") \
-    V(SOUK_PINECONE_NAMESPACE, str, pinecone_namespace, "", 0, 0, "Pinecone namespace of this shop; empty: SOUK_SHOP_NAME as a slug (souk-demo-shop)")
+    V(SOUK_PINECONE_NAMESPACE, str, pinecone_namespace, "", 0, 0, "Pinecone namespace of this shop; empty: SOUK_SHOP_NAME as a slug (souk-demo-shop)") \
+    V(SOUK_LLM, enum, llm, "", 0, 0, "Who the shop assistant asks: openai (chat completions at OPENAI_BASE_URL, the built-in agent as fallback) or builtin; unset: openai when OPENAI_API_KEY is set, else builtin") \
+    V(OPENAI_API_KEY, secret, openai_api_key, "", 0, 0, "API key sent as a Bearer token to OPENAI_BASE_URL (chat, embeddings); may stay unset for a local server") \
+    V(OPENAI_BASE_URL, url, openai_base_url, "https://api.openai.com/v1", 0, 0, "Base URL of the OpenAI API or of an OpenAI-compatible server (vLLM, llama.cpp server, Ollama)") \
+    V(SOUK_LLM_MODEL, str, llm_model, "gpt-4o-mini", 0, 0, "Chat model of the LLM agent and of the intent classifier") \
+    V(SOUK_LLM_CLASSIFY, enum, llm_classify, "hybrid", 0, 0, "Intent classification by the model: always, hybrid (only when the built-in classifier is unsure) or never") \
+    V(SOUK_LLM_TIMEOUT_MS, int, llm_timeout_ms, "8000", 100, 120000, "Longest an LLM call may take, retries included, before the built-in agent answers") \
+    V(SOUK_LLM_MAX_STEPS, int, llm_max_steps, "6", 1, 20, "Model calls per turn (each may call tools) before the turn ends") \
+    V(SOUK_EMBEDDER, str, embedder, "local", 0, 0, "Embedder of the search index: local, local:DIM or openai (/embeddings at OPENAI_BASE_URL)") \
+    V(SOUK_EMBED_MODEL, str, embed_model, "text-embedding-3-small", 0, 0, "Embeddings model with SOUK_EMBEDDER=openai") \
+    V(SOUK_EMBED_DIM, int, embed_dim, "1536", 64, 4096, "Dimensions asked of the embeddings model (SOUK_EMBEDDER=openai)")
 
 /* Choices of the enum variables, checked at load. */
 #define SOUK_CONFIG_CHOICES(C)                                               \
@@ -62,7 +72,9 @@
     C(agent, "builtin|echo")                                              \
     C(log_format, "logfmt|json")                                             \
     C(log_level, "debug|info|warn|error")                                   \
-    C(vector, "local|pinecone")
+    C(vector, "local|pinecone") \
+    C(llm, "openai|builtin")                                                 \
+    C(llm_classify, "always|hybrid|never")
 
 #define SOUK_CFG_T_str    char *
 #define SOUK_CFG_T_secret char *

@@ -36,7 +36,8 @@
     X(easy_strerror) X(easy_escape) X(free) X(getdate)                                  \
     X(slist_append) X(slist_free_all)                                                   \
     X(multi_init) X(multi_cleanup) X(multi_setopt) X(multi_add_handle)                  \
-    X(multi_remove_handle) X(multi_socket_action) X(multi_assign) X(multi_info_read)
+    X(multi_remove_handle) X(multi_socket_action) X(multi_assign) X(multi_info_read)    \
+    X(multi_perform) X(multi_poll)
 
 /* One pointer per function, typed from libcurl's own declaration (variadic
  * ones stay variadic): easy_setopt is a CURLcode (*)(CURL *, CURLoption, ...). */
@@ -80,6 +81,8 @@ const souk_curl_t *souk_curl(void);
 #define curl_multi_socket_action (souk_curl()->multi_socket_action)
 #define curl_multi_assign (souk_curl()->multi_assign)
 #define curl_multi_info_read (souk_curl()->multi_info_read)
+#define curl_multi_perform (souk_curl()->multi_perform)
+#define curl_multi_poll (souk_curl()->multi_poll)
 #endif
 
 #endif

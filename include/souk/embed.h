@@ -3,8 +3,9 @@
  * An embedder turns a query or a product into a float vector of `dim`
  * components with L2 norm 1 (or 0 for a text with nothing to embed), so the
  * cosine of two texts is the dot product of their vectors. Implementations:
- * "local" (src/embed_local.c: offline, deterministic, the default) and, later,
- * "openai" (the /v1/embeddings API); both sit behind embed_vtable_t, and
+ * "local" (src/embed_local.c: offline, deterministic, the default) and
+ * "openai" (src/embed_openai.c: the /embeddings API of OPENAI_BASE_URL, its
+ * identity the model and the dimension); both sit behind embed_vtable_t, and
  * anything else can be wrapped with embed_new_custom().
  *
  * An embedder has an identity: its name, its dimension and a hash of every
@@ -75,7 +76,8 @@ typedef struct {
 } embed_vtable_t;
 
 /* Makes an embedder from a spec: "local" or "local:DIM" (DIM 64..4096,
- * default 384); NULL or "" reads SOUK_EMBEDDER and falls back to "local".
+ * default 384), or "openai" (embed_openai_from_env); NULL or "" reads
+ * SOUK_EMBEDDER and falls back to "local".
  * Writes a sentence to err (may be NULL) on error: SOUK_EINVAL unknown
  * spec, SOUK_ECONFIG, SOUK_ENOMEM. Caller owns *out. */
 int embed_new(const char *spec, embedder_t **out, char *err, size_t errlen);
@@ -111,7 +113,33 @@ int embed_state_save(embedder_t *self, uint8_t **blob, size_t *len);
 /* SOUK_EPROTO for a state this embedder cannot read. */
 int embed_state_load(embedder_t *self, const uint8_t *blob, size_t len);
 
+/* A process-wide observer of long embedding runs, for a command's progress
+ * bar (souk import): fn(done, arg) runs after each batch a remote embedder
+ * has embedded, done counting texts since the observer was set. NULL
+ * clears it. Set it before the run, from the thread that embeds. */
+typedef void(embed_progress_fn)(size_t done, void *arg);
+void embed_progress_set(embed_progress_fn *fn, void *arg);
+/* For implementations: n more texts embedded. */
+void embed_progress_add(size_t n);
+
 /* Built-in implementations, for embed_new(). */
 int embed_local_new(int dim, const char *wordnet_dir, embedder_t **out, char *err, size_t errlen);
+
+typedef struct {
+    const char *base_url;       /* "https://api.openai.com/v1" */
+    const char *api_key;        /* may be NULL or "" */
+    const char *model;          /* "text-embedding-3-small" */
+    int dim;                    /* asked of the API as `dimensions`, 1..EMBED_DIM_MAX */
+    int timeout_ms;             /* per batch, retries included; 0: 60 s (queries: 1.5 s at most) */
+    int retries;                /* < 0: the client's default */
+} embed_openai_options_t;
+
+/* The /embeddings embedder; errors as openai_new (souk/openai.h). Its calls
+ * return the client's errors (SOUK_EUNAVAIL, SOUK_EPROTO…). */
+int embed_openai_new(const embed_openai_options_t *opt, embedder_t **out, char *err,
+                     size_t errlen);
+/* The same from OPENAI_BASE_URL, OPENAI_API_KEY, SOUK_EMBED_MODEL and
+ * SOUK_EMBED_DIM (the defaults of souk/config.h). */
+int embed_openai_from_env(embedder_t **out, char *err, size_t errlen);
 
 #endif
