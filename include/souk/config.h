@@ -44,12 +44,16 @@
     V(SOUK_AGENT, enum, agent, "builtin", 0, 0, "Who answers: builtin (the shop assistant) or echo (a help text echoing the message: checks the channel without the shop)") \
     V(SOUK_SHOP_NAME, str, shop_name, "Souk Demo Shop", 0, 0, "The shop's name, as the assistant says it") \
     V(SOUK_MERCHANT_WHATSAPP, str, merchant_whatsapp, "", 0, 0, "Merchant's WhatsApp number for new-order and ticket notifications") \
-    V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs")
+    V(SOUK_MERCHANT_WEBHOOK, url, merchant_webhook, "", 0, 0, "URL that receives new orders and tickets as JSON POSTs") \
+    V(SOUK_STT, enum, stt, "pocketsphinx", 0, 0, "Speech to text for voice notes: pocketsphinx (offline, the shop's own language model) or openai (OPENAI_BASE_URL/audio/transcriptions, whisper-1)") \
+    V(SOUK_MEDIA_HOSTS, str, media_hosts, "api.twilio.com,*.twiliocdn.com", 0, 0, "Hosts media may be downloaded from (comma separated; *.example.com matches its subdomains; plain http only to loopback); Basic auth goes only to the host of TWILIO_API_BASE") \
+    V(SOUK_MEDIA_MAX_BYTES, int, media_max_bytes, "16777216", 1024, 16777216, "Largest media download; a longer transfer is aborted")
 
 /* Choices of the enum variables, checked at load. */
 #define SOUK_CONFIG_CHOICES(C)                                               \
     C(store, "sqlite|dynamodb")                                              \
     C(agent, "builtin|echo")                                              \
+    C(stt, "pocketsphinx|openai")                                            \
     C(log_format, "logfmt|json")                                             \
     C(log_level, "debug|info|warn|error")
 
