@@ -19,7 +19,16 @@ access with HTTP Basic authentication" article), not Twilio's internals:
       absent. A request carrying an Authorization header is recorded as such
       (the test asserts none does).
 
+  POST /2010-04-01/Accounts/{AccountSid}/Messages.json
+      the outbound message API, only as far as souk's sender needs it for the
+      end-to-end voice test (the full contract is tests/fakes/twilio_fake.py's):
+      Basic auth checked (401/20003), form fields recorded, 201 with the
+      Message resource (sid "SM" + 32 hex, status "queued", to, from, body).
+
 Test control (not Twilio's):
+  GET /_fake/messages?count=N&timeout_ms=T
+                                 {"messages": [{"To", "From", "Body"}...]},
+                                 once at least N are there (or T has passed)
   GET /big?bytes=N[&chunked=1]  N bytes, with Content-Length or chunked
                                  without it (the size cap tests)
   GET /redirect?to=URL           307 to URL (the allow-list tests)
@@ -37,11 +46,14 @@ import os
 import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 LOG = []
 LOCK = threading.Lock()
+MESSAGES = []
+ARRIVED = threading.Condition(LOCK)
 ARGS = None
 
 
@@ -66,6 +78,9 @@ class Handler(BaseHTTPRequestHandler):
                         "auth": self.headers.get("Authorization") is not None})
 
     def do_POST(self):
+        parts = urlparse(self.path).path.strip("/").split("/")
+        if len(parts) == 4 and parts[1] == "Accounts" and parts[3] == "Messages.json":
+            return self._message(parts[2])
         if self.path == "/_fake/reset":
             with LOCK:
                 LOG.clear()
@@ -76,6 +91,13 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         q = parse_qs(url.query)
         parts = url.path.strip("/").split("/")
+        if url.path == "/_fake/messages":
+            want = int(q.get("count", ["0"])[0])
+            deadline = time.time() + int(q.get("timeout_ms", ["0"])[0]) / 1000.0
+            with ARRIVED:
+                while len(MESSAGES) < want and time.time() < deadline:
+                    ARRIVED.wait(deadline - time.time())
+                return self._send(200, json.dumps({"messages": MESSAGES}).encode())
         if url.path == "/_fake/log":
             with LOCK:
                 return self._send(200, json.dumps({"requests": LOG}).encode())
@@ -94,14 +116,34 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, b"late", "text/plain")
         self._send(404, b'{"code": 20404, "message": "not found", "status": 404}')
 
-    def _media(self, account, media_sid):
+    def _authorized(self, account):
         want = "Basic " + base64.b64encode(
             f"{ARGS.account_sid}:{ARGS.auth_token}".encode()).decode()
-        if account != ARGS.account_sid or self.headers.get("Authorization") != want:
-            body = json.dumps({"code": 20003, "message": "Authenticate",
-                               "more_info": "https://www.twilio.com/docs/errors/20003",
-                               "status": 401}).encode()
-            return self._send(401, body, headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
+        if account == ARGS.account_sid and self.headers.get("Authorization") == want:
+            return True
+        body = json.dumps({"code": 20003, "message": "Authenticate",
+                           "more_info": "https://www.twilio.com/docs/errors/20003",
+                           "status": 401}).encode()
+        self._send(401, body, headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
+        return False
+
+    def _message(self, account):
+        n = int(self.headers.get("Content-Length", "0"))
+        form = {k: v[0] for k, v in parse_qs(self.rfile.read(n).decode()).items()}
+        if not self._authorized(account):
+            return
+        sid = "SM" + uuid.uuid4().hex
+        with ARRIVED:
+            MESSAGES.append(form)
+            ARRIVED.notify_all()
+        body = {"sid": sid, "account_sid": account, "status": "queued", "to": form.get("To"),
+                "from": form.get("From"), "body": form.get("Body", ""), "error_code": None,
+                "error_message": None, "num_segments": "1", "direction": "outbound-api"}
+        self._send(201, json.dumps(body).encode())
+
+    def _media(self, account, media_sid):
+        if not self._authorized(account):
+            return
         host = self.headers.get("Host", "")
         port = host.rsplit(":", 1)[1] if ":" in host else "80"
         cdn = "localhost" if host.startswith("127.") else "127.0.0.1"
