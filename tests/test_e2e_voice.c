@@ -27,6 +27,7 @@
 #define ANA "15550001111"
 #define BOB "15550002222"
 #define CARA "15550003333"
+#define DAN "15550004444"
 
 static harness_t s_h;
 static fake_proc_t s_fake;
@@ -50,8 +51,10 @@ static int s_setup(void **state)
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "espeak-ng -v en-us -s 150 -w %s/v.wav 'show me running shoes' && "
-             "opusenc --quiet %s/v.wav %s/MEvoice.ogg && head -c 2000 /dev/urandom > %s/MEpic.jpg",
-             s_dir, s_dir, s_dir, s_dir);
+             "opusenc --quiet %s/v.wav %s/MEvoice.ogg && head -c 2000 /dev/urandom > %s/MEpic.jpg && "
+             "espeak-ng -v en-us -s 150 -w %s/o.wav 'my grandmother plays the violin' && "
+             "opusenc --quiet %s/o.wav %s/MEood.ogg",
+             s_dir, s_dir, s_dir, s_dir, s_dir, s_dir, s_dir);
     if (s_run(cmd) != 0)
         return -1;
     const char *args[] = { "--dir", s_dir, "--account-sid", ACCOUNT, "--auth-token",
@@ -66,7 +69,11 @@ static int s_setup(void **state)
     snprintf(base, sizeof base, "TWILIO_API_BASE=http://127.0.0.1:%d", s_fake.port);
     const char *env[] = { "SOUK_AGENT=builtin", "SOUK_DEBOUNCE_MS=0", "TWILIO_ACCOUNT_SID=" ACCOUNT,
                           base, "TWILIO_WHATSAPP_FROM=" FROM, "SOUK_MEDIA_HOSTS=127.0.0.1,localhost",
-                          "SOUK_STT=pocketsphinx", NULL };
+                          "SOUK_STT=pocketsphinx",
+                          /* transcribing takes longer than three of these:
+                           * a session that stopped heartbeating meanwhile
+                           * would be killed as hung (test_heartbeats) */
+                          "SOUK_HEARTBEAT_MS=100", NULL };
     if (harness_start_prepared(&s_h, env) != 0)
         return -1;
     s_started = true;
@@ -210,6 +217,47 @@ static void test_voice_note_reaches_search(void **state)
     json_decref(log);
 }
 
+/* A voice note the recogniser is unsure of: the reply says what was heard. */
+static void test_unsure_says_what_was_heard(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/2010-04-01/Accounts/" ACCOUNT
+             "/Messages/MM0000000000000000000000000000ood/Media/MEood.ogg", s_fake.port);
+    const char *extra[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
+                            "audio/ogg; codecs=opus", "MessageType", "audio", NULL };
+    harness_reply_t r = { 0 };
+    s_post(DAN, "MM0000000000000000000000000000ood", extra, &r);
+    assert_string_equal(r.answer, "later");
+    harness_reply_clear(&r);
+    char *reply = s_outbound(DAN, 0);
+    assert_non_null(reply);
+    printf("reply to the unsure voice note: %s\n", reply);
+    assert_non_null(strstr(reply, "I heard: \xE2\x80\x9Cmy grandmother"));
+    free(reply);
+}
+
+/* Two models decoded in that session, far longer than three heartbeat
+ * intervals, and no actor was found hung: the session heartbeats while
+ * the worker thread transcribes. */
+static void test_heartbeats(void **state)
+{
+    (void)state;
+    souk_msg_t m;
+    if (harness_wait_event(&s_h, "hung", NULL, 300, &m) == 0) {
+        fprintf(stderr, "hung: %s\n", m.event.name);
+        souk_msg_clear(&m);
+        fail();
+    }
+    json_t *st = harness_status(&s_h);
+    assert_non_null(st);
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(st, "actors"), i, a)
+        assert_int_equal(json_integer_value(json_object_get(a, "restarts")), 0);
+    json_decref(st);
+}
+
 /* A picture gets a helpful answer at once; nothing is downloaded. */
 static void test_image_gets_helpful_answer(void **state)
 {
@@ -284,6 +332,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_voice_note_reaches_search),
+        cmocka_unit_test(test_unsure_says_what_was_heard),
+        cmocka_unit_test(test_heartbeats),
         cmocka_unit_test(test_image_gets_helpful_answer),
         cmocka_unit_test(test_location_on_next_order),
     };

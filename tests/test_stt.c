@@ -180,6 +180,33 @@ static void test_running_shoes(void **state)
     stt_result_clear(&r);
 }
 
+/* Speech the shop's model cannot explain: its posterior is very low, the
+ * generic model decodes it too and wins when much surer, and the result is
+ * marked unsure (the reply then says what was heard). */
+static void test_out_of_domain(void **state)
+{
+    (void)state;
+    assert_int_equal(s_say("my grandmother plays the violin", "ood"), 0);
+    char path[128], shop[96], err[256];
+    snprintf(path, sizeof path, "%s/ood.ogg", s_dir);
+    snprintf(shop, sizeof shop, "%s/data/stt", s_dir);
+    size_t len = 0, n = 0;
+    char *ogg = s_slurp(path, &len);
+    assert_non_null(ogg);
+    int16_t *pcm = NULL;
+    assert_int_equal(stt_decode_ogg(ogg, len, &pcm, &n, err, sizeof err), SOUK_OK);
+    stt_sphinx_t opt = { .shop_dir = shop };
+    stt_result_t r;
+    assert_int_equal(stt_sphinx_transcribe(&opt, pcm, n, &r, err, sizeof err), SOUK_OK);
+    printf("out of domain: \"%s\" (%s, %.3f)\n", r.text, r.model, r.confidence);
+    assert_string_equal(r.model, "generic");
+    assert_non_null(strstr(r.text, "grandmother"));  /* not in the shop's vocabulary */
+    assert_true(r.confidence < STT_MIN_CONFIDENCE);
+    stt_result_clear(&r);
+    free(pcm);
+    free(ogg);
+}
+
 static void test_not_ogg(void **state)
 {
     (void)state;
@@ -274,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_model_files),
         cmocka_unit_test(test_not_ogg),
         cmocka_unit_test(test_running_shoes),
+        cmocka_unit_test(test_out_of_domain),
         cmocka_unit_test(test_wer),
         cmocka_unit_test(test_openai),
     };
