@@ -28,6 +28,7 @@
 #define BOB "15550002222"
 #define CARA "15550003333"
 #define DAN "15550004444"
+#define EVE "15550005555"
 
 static harness_t s_h;
 static fake_proc_t s_fake;
@@ -237,6 +238,31 @@ static void test_unsure_says_what_was_heard(void **state)
     free(reply);
 }
 
+/* A voice note on a host off the allow-list (a forged webhook, say) is
+ * never fetched; the user is asked to say it again or type it. */
+static void test_forbidden_host_not_fetched(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.2:%d/cdn/MEvoice.ogg", s_fake.port);
+    const char *extra[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
+                            "audio/ogg", "MessageType", "audio", NULL };
+    harness_reply_t r = { 0 };
+    s_post(EVE, "MM000000000000000000000000forbid", extra, &r);
+    assert_string_equal(r.answer, "later");
+    harness_reply_clear(&r);
+    char *reply = s_outbound(EVE, 0);
+    assert_non_null(reply);
+    assert_non_null(strstr(reply, "couldn't make out your voice note"));
+    free(reply);
+    json_t *log = s_fake_get("/_fake/log");
+    json_t *reqs = json_object_get(log, "requests");
+    for (size_t i = 0; i < json_array_size(reqs); i++)
+        assert_null(strstr(json_string_value(json_object_get(json_array_get(reqs, i), "host")),
+                           "127.0.0.2"));
+    json_decref(log);
+}
+
 /* Two models decoded in that session, far longer than three heartbeat
  * intervals, and no actor was found hung: the session heartbeats while
  * the worker thread transcribes. */
@@ -333,6 +359,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_voice_note_reaches_search),
         cmocka_unit_test(test_unsure_says_what_was_heard),
+        cmocka_unit_test(test_forbidden_host_not_fetched),
         cmocka_unit_test(test_heartbeats),
         cmocka_unit_test(test_image_gets_helpful_answer),
         cmocka_unit_test(test_location_on_next_order),
