@@ -81,6 +81,45 @@ static int s_setup(void **state)
     return 0;
 }
 
+static int s_teardown(void **state);
+
+/* The same shop with SOUK_STT=openai, against the local fake of OpenAI's
+ * transcription API (tests/fakes/openai_audio_fake.py, which follows the
+ * documented contract), scripted to hear "show me some sunglasses". */
+static fake_proc_t s_openai;
+
+static int s_setup_openai(void **state)
+{
+    const char *args[] = { "--api-key", "sk-test-voice", "--text", "Show me some sunglasses.",
+                           NULL };
+    if (s_setup(state) != 0 || fake_proc_start(&s_openai, "openai_audio_fake.py", args) != 0)
+        return -1;
+    harness_stop(&s_h, false);
+    s_started = false;
+    if (harness_prepare(&s_h) != 0)
+        return -1;
+    char cmd[1024], base[96], openai[96];
+    snprintf(cmd, sizeof cmd, "import %s/data/demo/products.jsonl",
+             getenv("SOUK_SRC") ? getenv("SOUK_SRC") : ".");
+    if (harness_cli(&s_h, cmd, NULL) != 0)
+        return -1;
+    snprintf(base, sizeof base, "TWILIO_API_BASE=http://127.0.0.1:%d", s_fake.port);
+    snprintf(openai, sizeof openai, "OPENAI_BASE_URL=http://127.0.0.1:%d/v1", s_openai.port);
+    const char *env[] = { "SOUK_AGENT=builtin", "SOUK_DEBOUNCE_MS=0", "TWILIO_ACCOUNT_SID=" ACCOUNT,
+                          base, "TWILIO_WHATSAPP_FROM=" FROM, "SOUK_MEDIA_HOSTS=127.0.0.1,localhost",
+                          "SOUK_STT=openai", openai, "OPENAI_API_KEY=sk-test-voice", NULL };
+    if (harness_start_prepared(&s_h, env) != 0)
+        return -1;
+    s_started = true;
+    return 0;
+}
+
+static int s_teardown_openai(void **state)
+{
+    fake_proc_stop(&s_openai);
+    return s_teardown(state);
+}
+
 static int s_teardown(void **state)
 {
     (void)state;
@@ -354,6 +393,40 @@ static void test_location_on_next_order(void **state)
     json_decref(orders);
 }
 
+/* SOUK_STT=openai: the note goes to /v1/audio/transcriptions as
+ * multipart (whisper-1), and the transcript is searched. */
+static void test_openai_transcription(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/2010-04-01/Accounts/" ACCOUNT
+             "/Messages/MM000000000000000000000000openai/Media/MEvoice.ogg", s_fake.port);
+    const char *extra[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
+                            "audio/ogg", "MessageType", "audio", NULL };
+    harness_reply_t r = { 0 };
+    s_post(ANA, "MM000000000000000000000000openai", extra, &r);
+    assert_string_equal(r.answer, "later");
+    harness_reply_clear(&r);
+    char *reply = s_outbound(ANA, 0);
+    assert_non_null(reply);
+    printf("reply (openai): %.60s...\n", reply);
+    assert_non_null(strstr(reply, "sunglasses"));
+    assert_non_null(strstr(reply, "$"));
+    free(reply);
+    char logurl[128];
+    snprintf(logurl, sizeof logurl, "http://127.0.0.1:%d/_fake/log", s_openai.port);
+    media_fetch_t o = { .url = logurl, .hosts = "127.0.0.1", .timeout_ms = 10000 };
+    media_blob_t b;
+    assert_int_equal(media_fetch(&o, &b, NULL, 0), 0);
+    json_t *log = json_loads(b.data, 0, NULL);
+    media_blob_clear(&b);
+    json_t *q = json_array_get(json_object_get(log, "requests"), 0);
+    assert_string_equal(json_string_value(json_object_get(q, "model")), "whisper-1");
+    assert_true(json_is_true(json_object_get(q, "auth")));
+    assert_true(json_integer_value(json_object_get(q, "bytes")) > 1000);
+    json_decref(log);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,5 +437,9 @@ int main(void)
         cmocka_unit_test(test_image_gets_helpful_answer),
         cmocka_unit_test(test_location_on_next_order),
     };
-    return cmocka_run_group_tests(tests, s_setup, s_teardown);
+    const struct CMUnitTest openai[] = {
+        cmocka_unit_test(test_openai_transcription),
+    };
+    int failed = cmocka_run_group_tests(tests, s_setup, s_teardown);
+    return failed + cmocka_run_group_tests(openai, s_setup_openai, s_teardown_openai);
 }
