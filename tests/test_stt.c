@@ -93,7 +93,7 @@ static int s_setup(void **state)
     }
     fclose(f);
     for (size_t i = 0; i < s_n; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "p%02zu", i);
         if (s_say(s_phrases[i], name) != 0)
             return -1;

@@ -192,7 +192,7 @@ static bool s_transcribe(session_t *self, const char *msg_sid, const char *url,
         if (j->rc == SOUK_OK) {
             ok = j->result.text && *j->result.text;
             SLOG_INFO("session.voice", "sid=%s stt=%s model=%s confidence=%.2f audio_ms=%lld "
-                      "download_ms=%lld transcribe_ms=%lld words=%d lang=%s",
+                      "download_ms=%lld transcribe_ms=%lld heard=%d lang=%s",
                       msg_sid, cfg->stt, j->result.model, j->result.confidence,
                       (long long)j->result.audio_ms, (long long)j->download_ms,
                       (long long)j->transcribe_ms, ok, j->result.language ? j->result.language : "-");
