@@ -91,6 +91,22 @@ static void s_job_free(job_t *j)
     free(j);
 }
 
+/* The service guesses the format from the file name: WhatsApp's voice
+ * notes are Ogg/Opus, an audio file shared in a chat may be another. */
+static const char *s_audio_filename(const char *content_type)
+{
+    static const struct { const char *type, *name; } names[] = {
+        { "audio/mpeg", "audio.mp3" }, { "audio/mp4", "audio.m4a" },
+        { "audio/aac", "audio.m4a" },  { "audio/wav", "audio.wav" },
+        { "audio/x-wav", "audio.wav" }, { "audio/webm", "audio.webm" },
+        { "audio/flac", "audio.flac" },
+    };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strncasecmp(content_type, names[i].type, strlen(names[i].type)) == 0)
+            return names[i].name;
+    return "voice.ogg";
+}
+
 static void s_job_run(job_t *j)
 {
     media_fetch_t f = {
@@ -105,7 +121,8 @@ static void s_job_run(job_t *j)
     if (j->rc == SOUK_OK && strcmp(j->stt, "openai") == 0) {
         stt_openai_t o = {
             .base_url = j->openai_base, .api_key = j->openai_key, .audio = blob.data,
-            .len = blob.len, .content_type = "audio/ogg", .filename = "voice.ogg",
+            .len = blob.len, .content_type = j->content_type,
+            .filename = s_audio_filename(j->content_type),
         };
         j->rc = stt_openai_transcribe(&o, &j->result, j->err, sizeof j->err);
     } else if (j->rc == SOUK_OK) {
