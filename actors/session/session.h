@@ -11,7 +11,9 @@
  *   media.c    voice notes to text, a word on other media, locations
  *
  * Everything runs on the loop's one thread; no function here blocks on the
- * network, only on the store. */
+ * network, only on the store — except a voice note's download and
+ * transcription, which media.c runs on a worker thread while this one
+ * waits and heartbeats. */
 #ifndef SOUK_SESSION_H
 #define SOUK_SESSION_H
 
