@@ -18,6 +18,7 @@
 #include "souk/media.h"
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #define CARA "15550003333"
 #define DAN "15550004444"
 #define EVE "15550005555"
+#define FAY "15550006666"
 
 static harness_t s_h;
 static fake_proc_t s_fake;
@@ -302,6 +304,39 @@ static void test_forbidden_host_not_fetched(void **state)
     json_decref(log);
 }
 
+/* The session is killed while it transcribes: the restarted one resumes
+ * the turn from the store, transcribes again, and the user gets exactly
+ * one reply. */
+static void test_killed_while_transcribing(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/2010-04-01/Accounts/" ACCOUNT
+             "/Messages/MM00000000000000000000000000kill/Media/MEood.ogg", s_fake.port);
+    const char *extra[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
+                            "audio/ogg", "MessageType", "audio", NULL };
+    harness_reply_t r = { 0 };
+    s_post(FAY, "MM00000000000000000000000000kill", extra, &r);
+    assert_string_equal(r.answer, "later");   /* DEFER came: the transcription is under way */
+    harness_reply_clear(&r);
+    pid_t pid = harness_actor_pid(&s_h, "s-" FAY);
+    assert_true(pid > 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    char *reply = s_outbound(FAY, 0);
+    assert_non_null(reply);
+    assert_non_null(strstr(reply, "I heard"));
+    free(reply);
+    /* and no second one: the outbox key is the message's */
+    json_t *doc = s_fake_get("/_fake/messages?count=1000&timeout_ms=1500");
+    json_t *list = json_object_get(doc, "messages");
+    size_t to_fay = 0;
+    for (size_t i = 0; i < json_array_size(list); i++)
+        to_fay += strcmp(json_string_value(json_object_get(json_array_get(list, i), "To")),
+                         "whatsapp:+" FAY) == 0;
+    json_decref(doc);
+    assert_int_equal(to_fay, 1);
+}
+
 /* Two models decoded in that session, far longer than three heartbeat
  * intervals, and no actor was found hung: the session heartbeats while
  * the worker thread transcribes. */
@@ -434,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_unsure_says_what_was_heard),
         cmocka_unit_test(test_forbidden_host_not_fetched),
         cmocka_unit_test(test_heartbeats),
+        cmocka_unit_test(test_killed_while_transcribing),
         cmocka_unit_test(test_image_gets_helpful_answer),
         cmocka_unit_test(test_location_on_next_order),
     };
