@@ -264,6 +264,18 @@ static kind_t s_kind(const char *content_type, const char *message_type)
     return KIND_DOCUMENT;
 }
 
+/* How many bytes of s to keep, at most max, without cutting a UTF-8
+ * character (the text goes on the bus, which refuses broken UTF-8). */
+static int s_utf8_cut(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n <= max)
+        return (int)n;
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+        max--;
+    return (int)max;
+}
+
 /* "📍 Location: 51.50740,-0.12780 Address (Label)"; NULL without one. */
 static char *s_location_text(const json_t *params)
 {
@@ -275,10 +287,12 @@ static char *s_location_text(const json_t *params)
     if (*end1 || *end2 || la < -90 || la > 90 || lo < -180 || lo > 180)
         return NULL;
     const char *addr = s_param(params, "Address"), *label = s_param(params, "Label");
+    addr = addr ? addr : "";
+    label = label ? label : "";
     char *out = NULL;
-    if (asprintf(&out, LOCATION_PREFIX "%.5f,%.5f%s%.200s%s%.80s%s", la, lo,
-                 addr && *addr ? " " : "", addr ? addr : "", label && *label ? " (" : "",
-                 label ? label : "", label && *label ? ")" : "") < 0)
+    if (asprintf(&out, LOCATION_PREFIX "%.5f,%.5f%s%.*s%s%.*s%s", la, lo, *addr ? " " : "",
+                 s_utf8_cut(addr, 200), addr, *label ? " (" : "", s_utf8_cut(label, 80), label,
+                 *label ? ")" : "") < 0)
         return NULL;
     for (char *c = out; *c; c++)
         if (*c == '\n' || *c == '\r')
@@ -346,11 +360,12 @@ static int s_message(session_t *self, session_msg_t *msg, const char *turn_sid,
     char *loc = params ? s_location_text(params) : NULL;
     if (loc) {
         const char *addr = s_param(params, "Address");
+        addr = addr ? addr : "";
         char *note = NULL;
         if (asprintf(&note,
-                     "\xF0\x9F\x93\x8D Thanks, I have your location%s%.200s%s. I'll use it as the "
+                     "\xF0\x9F\x93\x8D Thanks, I have your location%s%.*s%s. I'll use it as the "
                      "delivery address for your next order.",
-                     addr && *addr ? " (" : "", addr ? addr : "", addr && *addr ? ")" : "") < 0)
+                     *addr ? " (" : "", s_utf8_cut(addr, 200), addr, *addr ? ")" : "") < 0)
             rc = SOUK_ENOMEM;
         else
             rc = s_note(m, note);
