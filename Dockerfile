@@ -15,6 +15,7 @@ RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
       libzmq5 libczmq4 libmsgpackc2 libwebsockets17 libcurl4 libsqlite3-0 libjansson4 \
       libssl3 libstemmer0d wordnet-base ca-certificates curl \
+      libpocketsphinx3 pocketsphinx-en-us libopusfile0 libsoxr0 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /var/lib/souk --create-home --shell /usr/sbin/nologin souk
 COPY --from=build /src/build/souk /usr/local/bin/souk

@@ -20,6 +20,9 @@
 #include "souk/error.h"
 #include "souk/search.h"
 #include "souk/store.h"
+#include "souk/stt.h"
+
+#include <jansson.h>
 
 #include <signal.h>
 #include <sqlite3.h>
@@ -264,6 +267,58 @@ static int s_reindex(const souk_config_t *cfg, store_t *store, size_t n, const p
     return 0;
 }
 
+/* Training text for the speech model from one product: its name, brand,
+ * category and tags, alone and as a customer would ask for them. */
+static int s_speech_product(const store_product_t *p, void *arg)
+{
+    stt_lm_t *lm = arg;
+    static const char *const asks[] = { "show me %s", "do you have %s", "i want %s",
+                                        "how much is %s" };
+    const char *fields[] = { p->name, p->brand, p->category };
+    for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
+        if (!fields[f] || !*fields[f])
+            continue;
+        char line[512];
+        for (size_t i = 0; i < sizeof asks / sizeof *asks; i++) {
+            snprintf(line, sizeof line, asks[i], fields[f]);
+            if (stt_lm_add(lm, line) != SOUK_OK)
+                return SOUK_ENOMEM;
+        }
+    }
+    json_t *tags = p->tags ? json_loads(p->tags, 0, NULL) : NULL;
+    size_t i;
+    json_t *t;
+    json_array_foreach(tags, i, t)
+        if (json_is_string(t))
+            stt_lm_add(lm, json_string_value(t));
+    json_decref(tags);
+    return stt_lm_add(lm, p->description ? p->description : "");
+}
+
+/* The shop's speech model for voice notes (souk/stt.h), from the agent's
+ * utterances and the whole catalogue, into <data>/stt/. A failure is a
+ * warning: voice notes then use pocketsphinx's generic model. */
+static void s_speech_model(const souk_config_t *cfg, store_t *store)
+{
+    double t0 = s_now();
+    char dir[4096], err[512] = "";
+    snprintf(dir, sizeof dir, "%s/stt", cfg->data_dir);
+    stt_lm_t *lm = stt_lm_new();
+    size_t words = 0;
+    int rc = lm ? stt_lm_add_tsv(lm, stt_utterances()) : SOUK_ENOMEM;
+    if (rc == SOUK_OK)
+        rc = store_product_each(store, s_speech_product, lm);
+    if (rc == SOUK_OK)
+        rc = stt_lm_write(lm, dir, NULL, &words, err, sizeof err);
+    stt_lm_destroy(&lm);
+    if (rc != SOUK_OK)
+        fprintf(stderr, "souk import: no speech model for voice notes (%s%s%s); they will use "
+                        "the generic one\n", souk_strerror(rc), *err ? ": " : "", err);
+    else
+        fprintf(stderr, "souk import: speech model of %zu words in %s (%.2f s)\n", words, dir,
+                s_now() - t0);
+}
+
 /* The dry run must write nothing, not even a new database. */
 static bool s_store_exists(const souk_config_t *cfg)
 {
@@ -329,6 +384,8 @@ static int s_import(const souk_config_t *cfg, const import_args_t *a, store_t *s
     fprintf(stderr, "souk import: read %.2f s, written %.2f s, search index of %zu products %.2f s:"
                     " %.0f products/s\n", t1 - t0, t2 - t1, st.products, t3 - t2,
             (double)n / (t3 - t0 > 0 ? t3 - t0 : 1e-9));
+    if (rc == 0)
+        s_speech_model(cfg, store);
 cleanup:
     catalog_destroy(&cat);
     return rc;

@@ -128,8 +128,10 @@ static int s_handle_known(session_t *self, const souk_inbound_t *in, const char 
                   in->msg_sid);
         s_accepted(self, in->msg_sid, true);
     } else if (row.state == STORE_INBOUND_RECEIVED) {
-        rc = session_inbound_touch(self, in->msg_sid, in->body, in->profile, in->from, media,
-                                   received_ms);
+        char *location = session_media_history_text(in->params);
+        rc = session_inbound_touch(self, in->msg_sid, location ? location : in->body, in->profile,
+                                   in->from, media, received_ms);
+        free(location);
         if (rc == SOUK_OK) {
             SLOG_INFO("session.inbound_pending_again", "sid=%s", in->msg_sid);
             s_accepted(self, in->msg_sid, false);
@@ -187,8 +189,12 @@ void session_inbound_handle(session_t *self, const souk_inbound_t *in)
     if (rc == SOUK_EEXISTS) {
         rc = s_handle_known(self, in, media, received_ms, &added);
     } else if (rc == SOUK_OK) {
-        rc = session_inbound_touch(self, in->msg_sid, in->body, in->profile, in->from, media,
-                                   received_ms);
+        /* a location goes into the history as text: the next order's
+         * delivery address is found there (media.c) */
+        char *location = session_media_history_text(in->params);
+        rc = session_inbound_touch(self, in->msg_sid, location ? location : in->body, in->profile,
+                                   in->from, media, received_ms);
+        free(location);
         if (rc == SOUK_OK) {
             char from[SOUK_CAP_ID + 1];
             twilio_mask_phone(in->from, from, sizeof from);

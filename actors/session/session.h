@@ -9,9 +9,12 @@
  *   reply.c    offers waiting for the gateway's verdict, verdicts, re-offers
  *   answer.c   what the session says (the help text; the agent replaces it)
  *   lease.c    several nodes: which session answers a user
+ *   media.c    voice notes to text, a word on other media, locations
  *
  * Everything runs on the loop's one thread; no function here blocks on the
- * network, only on the store. */
+ * network, only on the store — except a voice note's download and
+ * transcription, which media.c runs on a worker thread while this one
+ * waits and heartbeats. */
 #ifndef SOUK_SESSION_H
 #define SOUK_SESSION_H
 
@@ -198,6 +201,34 @@ void session_reply_clear(session_t *self);
  * with *error when no tool actor answered. The caller frees both. */
 int session_tool_call(session_t *self, const char *tool, const char *args_json,
                       const char *idem_key, char **result_json, char **error);
+
+/* ---- media.c ------------------------------------------------------------ */
+
+/* What a turn's media came to: a note said before the answer (or alone),
+ * and whether the turn was acknowledged already (DEFER sent). */
+typedef struct {
+    char *note;
+    bool deferred;
+} session_media_t;
+
+/* Looks at the media and locations of the turn's messages: a voice note is
+ * acknowledged (DEFER), transcribed, and its transcript appended to that
+ * message's body; the rest become notes. Heartbeats while it waits.
+ * Returns SOUK_OK (a failed download or transcription is a note, not an
+ * error) or the store's error; *m is the caller's to clear. */
+int session_media_prepare(session_t *self, session_msg_t *msgs, size_t n, const char *turn_sid,
+                          session_media_t *m);
+/* The turn's reply: the note, then the agent's reply (taken; may be NULL
+ * or ""). Returns a malloc'd text, or NULL when out of memory. */
+char *session_media_reply(const session_media_t *m, char *reply);
+void session_media_clear(session_media_t *m);
+/* The history text of a location message ("📍 Location: lat,lon address"),
+ * from its webhook parameters (JSON); NULL when it carries none. */
+char *session_media_history_text(const char *params_json);
+/* The arguments of a tool call with the user's newest location since
+ * their last order added to place_order's note (the delivery address);
+ * NULL to use args_json as it is. Caller frees. */
+char *session_media_tool_args(session_t *self, const char *tool, const char *args_json);
 
 /* ---- answer.c ----------------------------------------------------------- */
 

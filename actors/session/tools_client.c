@@ -125,24 +125,30 @@ int session_tool_call(session_t *self, const char *tool, const char *args_json,
 {
     *result_json = NULL;
     *error = NULL;
+    char *with_location = session_media_tool_args(self, tool, args_json);
+    if (with_location)
+        args_json = with_location;
+    int rc = SOUK_EUNAVAIL;
     for (int attempt = 0; attempt < SESSION_TOOL_ATTEMPTS; attempt++) {
         char call_id[96];
         snprintf(call_id, sizeof call_id, "%d-%llu-%d", (int)getpid(),
                  (unsigned long long)++self->tool_calls, attempt);
         int64_t until = souk_now_ms() + SESSION_TOOL_DEADLINE_MS;
-        int rc = s_send_when_connected(self, call_id, tool, args_json, idem_key, until);
+        rc = s_send_when_connected(self, call_id, tool, args_json, idem_key, until);
         if (rc == SOUK_OK) {
             souk_msg_t m;
             rc = s_wait_result(self, call_id, until, &m);
             if (rc == SOUK_OK) {
                 rc = s_take_result(&m, result_json, error);
                 souk_msg_clear(&m);
+                free(with_location);
                 return rc;
             }
         }
         SLOG_WARN("session.tool_retry", "tool=%s attempt=%d err=%s", tool, attempt,
                   souk_errname(rc));
     }
+    free(with_location);
     *error = strdup("the shop's tools are not answering right now");
     return SOUK_EUNAVAIL;
 }

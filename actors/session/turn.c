@@ -136,8 +136,10 @@ static int s_keywords(session_t *self, const session_msg_t *msgs, size_t n, bool
     return SOUK_OK;
 }
 
-/* The answer to msgs, or NULL through *body for none. */
-static int s_compute(session_t *self, const session_msg_t *msgs, size_t n, char **body)
+/* The answer to msgs, or NULL through *body for none; the media's note
+ * (media.c) comes first. */
+static int s_compute(session_t *self, const session_msg_t *msgs, size_t n,
+                     const session_media_t *media, char **body)
 {
     store_user_t user = { 0 };
     int rc = store_user_get(self->store, self->waid, &user);
@@ -154,7 +156,14 @@ static int s_compute(session_t *self, const session_msg_t *msgs, size_t n, char 
             .n = nplain, .store = self->store, .turn_sid = msgs[n - 1].msg_sid,
             .session = self,
         };
-        *body = opted_in ? strdup(OPT_IN_TEXT) : session_answer(&turn);
+        char *text = media->note ? session_turn_text(plain, nplain) : NULL;
+        if (media->note && text && !*text)
+            *body = strdup("");     /* only media: the note is the answer */
+        else
+            *body = opted_in ? strdup(OPT_IN_TEXT) : session_answer(&turn);
+        free(text);
+        if (*body)
+            *body = session_media_reply(media, *body);
         if (!*body)
             rc = SOUK_ENOMEM;
         else if (!**body) {
@@ -218,8 +227,9 @@ static void s_defer_if_async(session_t *self, const session_msg_t *msgs, size_t 
     free(text);
 }
 
-/* Answers one turn (msgs in arrival order); see the top of the file. */
-static int s_answer(session_t *self, const session_msg_t *msgs, size_t n)
+/* Answers one turn (msgs in arrival order); see the top of the file. A
+ * voice note's transcript is added to its message's body here. */
+static int s_answer(session_t *self, session_msg_t *msgs, size_t n)
 {
     const char *turn_sid = msgs[n - 1].msg_sid;
     char key[SOUK_CAP_ID + 3];
@@ -235,10 +245,15 @@ static int s_answer(session_t *self, const session_msg_t *msgs, size_t n)
     /* an answer stored before a crash is the answer; it is not made twice */
     int rc = store_outbox_get(self->store, key, &row);
     if (rc == SOUK_ENOTFOUND) {
-        s_defer_if_async(self, msgs, n, turn_sid);
-        rc = s_compute(self, msgs, n, &body);
+        session_media_t media;
+        rc = session_media_prepare(self, msgs, n, turn_sid, &media);
+        if (rc == SOUK_OK && !media.deferred)
+            s_defer_if_async(self, msgs, n, turn_sid);
+        if (rc == SOUK_OK)
+            rc = s_compute(self, msgs, n, &media, &body);
         if (rc == SOUK_OK && body)
             rc = s_store_reply(self, key, body, &row);
+        session_media_clear(&media);
     }
     for (size_t i = 0; rc == SOUK_OK && i + 1 < n; i++)
         rc = s_finish(self, msgs[i].msg_sid, STORE_INBOUND_MERGED, turn_sid);

@@ -64,12 +64,16 @@
     V(SOUK_LLM_MAX_STEPS, int, llm_max_steps, "6", 1, 20, "Model calls per turn (each may call tools) before the turn ends") \
     V(SOUK_EMBEDDER, str, embedder, "local", 0, 0, "Embedder of the search index: local, local:DIM or openai (/embeddings at OPENAI_BASE_URL)") \
     V(SOUK_EMBED_MODEL, str, embed_model, "text-embedding-3-small", 0, 0, "Embeddings model with SOUK_EMBEDDER=openai") \
-    V(SOUK_EMBED_DIM, int, embed_dim, "1536", 64, 4096, "Dimensions asked of the embeddings model (SOUK_EMBEDDER=openai)")
+    V(SOUK_EMBED_DIM, int, embed_dim, "1536", 64, 4096, "Dimensions asked of the embeddings model (SOUK_EMBEDDER=openai)") \
+    V(SOUK_STT, enum, stt, "pocketsphinx", 0, 0, "Speech to text for voice notes: pocketsphinx (offline, the shop's own language model) or openai (OPENAI_BASE_URL/audio/transcriptions, whisper-1)") \
+    V(SOUK_MEDIA_HOSTS, str, media_hosts, "api.twilio.com,*.twiliocdn.com", 0, 0, "Hosts media may be downloaded from (comma separated; *.example.com matches its subdomains; plain http only to loopback); Basic auth goes only to the host of TWILIO_API_BASE") \
+    V(SOUK_MEDIA_MAX_BYTES, int, media_max_bytes, "16777216", 1024, 16777216, "Largest media download; a longer transfer is aborted")
 
 /* Choices of the enum variables, checked at load. */
 #define SOUK_CONFIG_CHOICES(C)                                               \
     C(store, "sqlite|dynamodb")                                              \
     C(agent, "builtin|echo")                                              \
+    C(stt, "pocketsphinx|openai")                                            \
     C(log_format, "logfmt|json")                                             \
     C(log_level, "debug|info|warn|error")                                   \
     C(vector, "local|pinecone") \
