@@ -307,6 +307,9 @@ static int s_inbound_put(store_impl_t *h, const store_inbound_t *in)
     ddb_pad(g1sk, sizeof g1sk, ddb_arrival_ns());
     dynamo_set(it, "g1pk", dynamo_s(s_cat(g1pk, sizeof g1pk, "PEND#", in->waid)));
     dynamo_set(it, "g1sk", dynamo_s(g1sk));
+    /* every pending message by age, for the sweep of orphans (store_inbound_stale) */
+    dynamo_set(it, "duepk", dynamo_s("inbound"));
+    dynamo_set(it, "duesk", dynamo_n(in->received_ms));
     int rc = ddb_put(h, it, "attribute_not_exists(pk)", NULL, NULL);
     return rc == SOUK_ECONFLICT ? SOUK_EEXISTS : rc;
 }
@@ -322,8 +325,8 @@ static int s_inbound_finish(store_impl_t *h, const char *msg_sid, store_inbound_
 {
     char pk[600];
     s_cat(pk, sizeof pk, "M#", msg_sid);
-    int rc = ddb_update(h, pk, "M", turn_sid ? "SET st = :to, turn_sid = :t REMOVE g1pk, g1sk"
-                                             : "SET st = :to REMOVE g1pk, g1sk",
+    int rc = ddb_update(h, pk, "M", turn_sid ? "SET st = :to, turn_sid = :t REMOVE g1pk, g1sk, duepk, duesk"
+                                             : "SET st = :to REMOVE g1pk, g1sk, duepk, duesk",
                         "st = :rec", NULL,
                         ddb_vals(":to", dynamo_s(store_inbound_state_name(to)), ":t",
                                  dynamo_s(turn_sid), ":rec", dynamo_s("received"), NULL), NULL);
@@ -341,6 +344,50 @@ static int s_inbound_pending(store_impl_t *h, const char *waid, store_inbound_cb
     char pk[64];
     return s_list(h, DDB_G1, "g1pk", s_cat(pk, sizeof pk, "PEND#", waid), true, &s_inbound_row,
                   (s_anyfn_t) cb, arg);
+}
+
+/* Collects distinct users of stale messages, up to a limit. */
+typedef struct {
+    char **waids;
+    int n, limit;
+} s_stale_t;
+
+static int s_stale_one(store_impl_t *h, json_t *it, void *arg)
+{
+    (void) h;
+    s_stale_t *st = arg;
+    const char *waid = dynamo_get_s(it, "waid");
+    if (!waid)
+        return 0;
+    for (int i = 0; i < st->n; i++)
+        if (strcmp(st->waids[i], waid) == 0)
+            return 0;
+    if (!(st->waids[st->n] = strdup(waid)))
+        return SOUK_ENOMEM;
+    return ++st->n == st->limit ? 1 : 0;
+}
+
+static int s_inbound_stale(store_impl_t *h, int64_t before_ms, int limit, store_waid_cb cb,
+                           void *arg)
+{
+    s_stale_t st = { calloc((size_t) limit, sizeof(char *)), 0, limit };
+    if (!st.waids)
+        return SOUK_ENOMEM;
+    int rc = ddb_query(h, DDB_DUE, "duepk = :p AND duesk < :b",
+                       ddb_vals(":p", dynamo_s("inbound"), ":b", dynamo_n(before_ms), NULL), true,
+                       DDB_PAGE, 0, s_stale_one, &st);
+    bool stop = false;
+    for (int i = 0; i < st.n; i++) {
+        if (rc == SOUK_OK && !stop) {
+            int c = cb(st.waids[i], arg);
+            if (c < 0)
+                rc = c;
+            stop = c != 0;
+        }
+        free(st.waids[i]);
+    }
+    free(st.waids);
+    return rc;
 }
 
 /* ---- history ------------------------------------------------------------------ */
@@ -1485,6 +1532,7 @@ const store_backend_t store_dynamo_backend = {
     .inbound_get = s_inbound_get,
     .inbound_finish = s_inbound_finish,
     .inbound_pending = s_inbound_pending,
+    .inbound_stale = s_inbound_stale,
     .history_append = s_history_append,
     .history_recent = s_history_recent,
     .outbox_put = s_outbox_put,

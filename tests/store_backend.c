@@ -1,11 +1,10 @@
 /* See store_backend.h. */
 #include "store_backend.h"
+#include "dynalite.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 int test_store_start(test_store_t *s)
@@ -13,6 +12,14 @@ int test_store_start(test_store_t *s)
     memset(s, 0, sizeof *s);
     const char *b = getenv("SOUK_TEST_STORE");
     snprintf(s->backend, sizeof s->backend, "%s", b && *b ? b : "sqlite");
+    if (strcmp(s->backend, "dynamodb") == 0) {
+        /* dynalite's endpoint, the store and a fresh table go in the
+         * environment, which every souk serve started after inherits */
+        if (dynalite_start() != 0 || dynalite_fresh_table() != 0)
+            return -1;
+        s->server = 1;
+        return 0;
+    }
     if (strcmp(s->backend, "sqlite") != 0) {
         fprintf(stderr, "store_backend: unknown SOUK_TEST_STORE=%s\n", s->backend);
         return -1;
@@ -27,9 +34,8 @@ int test_store_start(test_store_t *s)
 
 void test_store_stop(test_store_t *s)
 {
-    if (s->server > 0) {
-        kill(s->server, SIGTERM);
-        waitpid(s->server, NULL, 0);
+    if (s->server) {
+        dynalite_stop();
         s->server = 0;
     }
     if (s->dir[0] && !getenv("HARNESS_KEEP")) {

@@ -5,12 +5,12 @@
 #ifndef SOUK_TEST_STORE_BACKEND_H
 #define SOUK_TEST_STORE_BACKEND_H
 
-#include <sys/types.h>
+#include <stdbool.h>
 
 typedef struct {
     char backend[16];
     char dir[64];          /* sqlite: the shared folder */
-    pid_t server;          /* dynamodb: dynalite's pid */
+    bool server;           /* dynamodb: dynalite started here */
     char vars[4][160];
     const char *env[5];
 } test_store_t;

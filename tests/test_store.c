@@ -601,6 +601,12 @@ static void test_outbox_list_all(void **state)
 {
     store_t *s = ((fixture_t *) *state)->store;
     keys_t k = { 0 };
+    if (strcmp(s_backend, "dynamodb") == 0) {
+        /* optional: on DynamoDB it would be a scan of the whole table, and
+         * its one user (the console's live outbox) refreshes every second */
+        assert_int_equal(store_outbox_list_all(s, s_outbox_key, &k), SOUK_EUNAVAIL);
+        skip();
+    }
     assert_int_equal(store_outbox_list_all(s, s_outbox_key, &k), SOUK_OK);
     assert_int_equal(k.n, 0);
     for (int i = 0; i < 150; i++) {
