@@ -450,7 +450,8 @@ char *souk_metrics_merge_render(const souk_metrics_merge_t *self)
     size_t i = 0;
     for (double *v = zhashx_first(self->values); v && i < n; v = zhashx_next(self->values))
         s_entry(&all[i++], zhashx_cursor(self->values), *v);
-    qsort(all, n, sizeof *all, s_entry_cmp);
+    if (n)
+        qsort(all, n, sizeof *all, s_entry_cmp);
 
     text_t t = { 0 };
     char num[40];

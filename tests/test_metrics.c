@@ -112,6 +112,9 @@ static void merge_skips_garbage_keeps_unknown(void **state)
 {
     (void)state;
     souk_metrics_merge_t *m = souk_metrics_merge_new();
+    char *empty = souk_metrics_merge_render(m); /* every family at zero */
+    assert_non_null(strstr(empty, "\nsouk_sessions_live 0\n"));
+    free(empty);
     int n = souk_metrics_merge_add(m, "no value\n# comment 1\nsouk_x_total{a=\"b\"} 3\n"
                                       "souk_sessions_live nan\nbad line here x\n\n"
                                       "souk_actor_restarts_total{role=\"tool\"} 2", false);

@@ -5,6 +5,10 @@
  * against a socket this test binds, the unit file passes systemd-analyze,
  * and configuration errors stop start-up naming the variable.
  *
+ * Sends by Twilio error code are checked against tests/fakes/twilio_fake.py,
+ * a local stand-in that follows Twilio's documented REST contract (Twilio
+ * cannot be reached from here).
+ *
  * One scenario per process (the argument), as in test_supervisor.c. Values
  * that come from heartbeats are at most one heartbeat old: the tests
  * scrape again until they show (with a deadline), never sleep. */
@@ -18,6 +22,8 @@
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,6 +304,88 @@ static void metrics_count_hung_actor(void **state)
     assert_true(s_scrape(&h, "souk_actor_hung_total{role=\"tool\"}") == 1);
     assert_true(s_scrape(&h, "souk_actor_restarts_total{role=\"tool\"}") == 1);
     assert_int_equal(harness_stop(&h, false), 0);
+}
+
+/* ---- sends through the fake Twilio --------------------------------------------- */
+
+#define ACCOUNT "AC0123456789abcdef0123456789abcdef"
+static void s_no_secret_or_number(const char *log, const char *waid);
+extern char **environ;
+
+static pid_t s_fake_start(int *port)
+{
+    char script[1024];
+    snprintf(script, sizeof script, "%s/tests/fakes/twilio_fake.py", getenv("SOUK_SRC"));
+    int out[2];
+    assert_int_equal(pipe(out), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    char *argv[] = { "python3", script, "--account-sid", ACCOUNT, "--auth-token", HARNESS_TOKEN,
+                     NULL };
+    pid_t pid = 0;
+    assert_int_equal(posix_spawnp(&pid, "python3", &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    FILE *p = fdopen(out[0], "r");
+    char line[64] = "";
+    if (!fgets(line, sizeof line, p)) /* the fake prints its port first */
+        line[0] = '\0';
+    fclose(p);
+    *port = atoi(line);
+    assert_true(*port > 0);
+    return pid;
+}
+
+static void s_fake_script(int port, const char *json)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/_fake/script", port);
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    long status = 0;
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    assert_int_equal(status, 200);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+}
+
+/* A refused send is counted under Twilio's error code, an accepted one as
+ * sent, both with their send time. */
+static void metrics_send_errors_by_code(void **state)
+{
+    (void)state;
+    int port;
+    pid_t fake = s_fake_start(&port);
+    s_fake_script(port, "{\"rules\": [{\"status\": 400, \"code\": 21211, \"times\": 1}]}");
+    char api[64];
+    snprintf(api, sizeof api, "TWILIO_API_BASE=http://127.0.0.1:%d", port);
+    const char *const env[] = { "SOUK_REPLY_BUDGET_MS=100", "SOUK_DEBOUNCE_MS=600",
+                                "SOUK_HEARTBEAT_MS=100", "TWILIO_ACCOUNT_SID=" ACCOUNT,
+                                "TWILIO_WHATSAPP_FROM=whatsapp:+14155238886", api, NULL };
+    harness_t h;
+    assert_int_equal(harness_start(&h, env), 0);
+    harness_reply_t r;
+    assert_int_equal(harness_send(&h, "15550004001", "Ha", "first", NULL, NULL, &r), 0);
+    assert_string_equal(r.answer, "later");
+    harness_reply_clear(&r);
+    assert_true(s_await(&h, "souk_send_errors_total{code=\"21211\"}", 1) >= 1);
+    assert_true(s_await(&h, "souk_sends_total{channel=\"twilio\",result=\"failed\"}", 1) >= 1);
+    assert_int_equal(harness_send(&h, "15550004002", "Io", "second", NULL, NULL, &r), 0);
+    harness_reply_clear(&r);
+    assert_true(s_await(&h, "souk_sends_total{channel=\"twilio\",result=\"sent\"}", 1) >= 1);
+    assert_true(s_await(&h, "souk_send_duration_seconds_count{channel=\"twilio\"}", 2) >= 2);
+    assert_true(s_await(&h, "souk_outbox_messages{state=\"failed\"}", 1) >= 1);
+    char *log = s_stop_with_log(&h);
+    s_no_secret_or_number(log, "15550004001");
+    free(log);
+    kill(fake, SIGTERM);
+    waitpid(fake, NULL, 0);
 }
 
 /* ---- logs ------------------------------------------------------------------- */
@@ -720,6 +808,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(metrics_move_with_traffic),
         cmocka_unit_test(metrics_move_with_restarts),
         cmocka_unit_test(metrics_count_hung_actor),
+        cmocka_unit_test(metrics_send_errors_by_code),
         cmocka_unit_test(logs_request_id_to_sender),
         cmocka_unit_test(logs_request_id_to_tools),
         cmocka_unit_test(logs_json_and_level),
