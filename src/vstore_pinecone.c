@@ -292,11 +292,12 @@ static int s_sync_end(void *impl, const embed_id_t *id, size_t products, char *e
     pc_t *self = impl;
     int rc = pinecone_upsert_flush(self->pc);
     /* what the old index had and the new one has not vanished from the shop */
-    qsort(self->new_skus, self->n_new, sizeof *self->new_skus, s_cmp_str);
+    if (self->n_new)
+        qsort(self->new_skus, self->n_new, sizeof *self->new_skus, s_cmp_str);
     size_t gone = 0;
     for (size_t i = 0; rc == SOUK_OK && i < self->n_old; i++)
-        if (!bsearch(&self->old_skus[i], self->new_skus, self->n_new, sizeof *self->new_skus,
-                     s_cmp_str))
+        if (!self->n_new || !bsearch(&self->old_skus[i], self->new_skus, self->n_new,
+                                     sizeof *self->new_skus, s_cmp_str))
             self->old_skus[gone++] = self->old_skus[i];
         else
             free(self->old_skus[i]);

@@ -44,14 +44,18 @@ Test control (not Pinecone's; no auth):
   POST /_fake/reset    forget vectors, requests and script.
 
 python3 standard library only. Listens on 127.0.0.1, port 0 (or --port);
-prints the chosen port as the first line of stdout.
+prints the chosen port as the first line of stdout. Exits when the process
+that started it is gone (a test that crashed must not leave it running,
+holding the test runner's output open).
 """
 
 import argparse
 import json
 import math
+import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -369,6 +373,14 @@ def main():
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     print(server.server_address[1], flush=True)
+    parent = os.getppid()
+
+    def watch_parent():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch_parent, daemon=True).start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
