@@ -151,6 +151,17 @@ static void s_add(json_t *messages, const char *role, const char *content)
     json_array_append_new(messages, json_pack("{s:s, s:s}", "role", role, "content", content));
 }
 
+/* The customer's own WhatsApp name, to greet them by it; nobody else's
+ * data is ever in the prompt. */
+static void s_add_name(json_t *messages, const char *profile_name)
+{
+    char *msg = NULL;
+    if (profile_name && *profile_name && strlen(profile_name) <= 64
+        && asprintf(&msg, "The customer's WhatsApp name: %s", profile_name) >= 0)
+        s_add(messages, "system", msg);
+    free(msg);
+}
+
 /* The history, newest kept first, within LLM_HISTORY_TOKENS (about four
  * bytes a token, and a few tokens for each message's framing). */
 static void s_add_history(json_t *messages, const llm_input_t *in)
@@ -485,6 +496,7 @@ int llm_turn(llm_t *self, agent_t *fallback, const llm_input_t *in, agent_output
     int rc = prompt && t.messages && t.changes ? SOUK_OK : SOUK_ENOMEM;
     if (rc == SOUK_OK) {
         s_add(t.messages, "system", prompt);
+        s_add_name(t.messages, in->in.profile_name);
         s_add_history(t.messages, in);
         s_refetch_shown(&t, state);
         s_add(t.messages, "user", in->in.text);
