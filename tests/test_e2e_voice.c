@@ -381,6 +381,27 @@ static void test_image_gets_helpful_answer(void **state)
     assert_non_null(r.message);
     assert_non_null(strstr(r.message, "sticker"));
     harness_reply_clear(&r);
+    /* a document and a video, each in its own words */
+    const char *pdf[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
+                          "application/pdf", "MessageType", "document", NULL };
+    s_post(BOB, "MM00000000000000000000000000pdf0", pdf, &r);
+    assert_non_null(r.message);
+    assert_non_null(strstr(r.message, "can't open documents"));
+    harness_reply_clear(&r);
+    const char *video[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
+                            "video/mp4", "MessageType", "video", NULL };
+    s_post(BOB, "MM0000000000000000000000000video", video, &r);
+    assert_non_null(r.message);
+    assert_non_null(strstr(r.message, "can't watch videos"));
+    harness_reply_clear(&r);
+    /* a picture with a caption: the note, then the caption answered */
+    const char *caption[] = { "Body", "do you have red lipstick", "NumMedia", "1", "MediaUrl0",
+                              url, "MediaContentType0", "image/jpeg", "MessageType", "image", NULL };
+    s_post(BOB, "MM00000000000000000000000caption", caption, &r);
+    assert_non_null(r.message);
+    assert_non_null(strstr(r.message, "picture"));
+    assert_non_null(strstr(r.message, "$"));
+    harness_reply_clear(&r);
     json_t *log = s_fake_get("/_fake/log");
     json_t *reqs = json_object_get(log, "requests");
     for (size_t i = 0; i < json_array_size(reqs); i++)
