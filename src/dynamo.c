@@ -5,6 +5,7 @@
 #include "souk/dynamo.h"
 #include "souk/curl.h"
 #include "souk/error.h"
+#include "souk/metrics.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -380,6 +381,8 @@ int dynamo_call(dynamo_t *self, const char *op, json_t *req, json_t **resp)
              || strcmp(op, "DeleteItem") == 0)
         self->stats.writes++;
     int rc = SOUK_EIO;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
         if (attempt) {
             self->stats.retries++;
@@ -390,6 +393,11 @@ int dynamo_call(dynamo_t *self, const char *op, json_t *req, json_t **resp)
         if (outcome == OUTCOME_DONE)
             break;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    char labels[64];
+    snprintf(labels, sizeof labels, "op=\"%s\"", op);
+    souk_metric_observe("souk_store_request_duration_seconds", labels,
+                        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     free(body);
     return rc;
 }

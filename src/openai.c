@@ -10,6 +10,7 @@
 #include "souk/actor.h"
 #include "souk/curl.h"
 #include "souk/error.h"
+#include "souk/metrics.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -382,9 +383,17 @@ int openai_post(openai_t *self, const char *path, const json_t *body, json_t **r
         info->tokens_out = json_is_integer(out) && json_integer_value(out) > 0 ? json_integer_value(out) : 0;
         self->stats.tokens_in += (uint64_t)info->tokens_in;
         self->stats.tokens_out += (uint64_t)info->tokens_out;
+        souk_metric_add("souk_llm_tokens_total", "kind=\"prompt\"", (double)info->tokens_in);
+        souk_metric_add("souk_llm_tokens_total", "kind=\"completion\"", (double)info->tokens_out);
     } else {
         self->stats.failures++;
     }
+    souk_metric_observe("souk_llm_request_duration_seconds", "", (double)info->latency_ms / 1000.0);
+    souk_metric_add("souk_llm_requests_total",
+                    rc == SOUK_OK          ? "result=\"ok\""
+                    : rc == SOUK_ETIMEDOUT ? "result=\"timeout\""
+                                           : "result=\"error\"",
+                    1);
     free(url);
     free(text);
     return rc;

@@ -15,6 +15,7 @@
 
 #include "souk/curl.h"
 #include "souk/error.h"
+#include "souk/metrics.h"
 
 #define CONNECT_TIMEOUT_MS 5000
 #define BACKOFF_MAX_MS 5000
@@ -470,10 +471,15 @@ int pinecone_query(pinecone_t *self, const float *vec, int dim, int top_k, const
     if (rc == SOUK_OK)
         rc = s_appends(&body, "}");
     json_t *doc = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (rc == SOUK_OK)
         rc = s_request(self, "POST", "/query", body.buf, body.len, &doc);
     else
         rc = s_fail(self, rc, "pinecone: out of memory");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    souk_metric_observe("souk_vector_query_duration_seconds", "",
+                        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     free(body.buf);
     if (rc != SOUK_OK)
         return rc;

@@ -483,3 +483,77 @@ int harness_events_join(harness_t *h, int timeout_ms)
     }
     return rc;
 }
+
+/* ---- GET and metrics ----------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t len;
+} s_buf_t;
+
+static size_t s_collect_buf(void *p, size_t size, size_t n, void *arg)
+{
+    s_buf_t *b = arg;
+    char *d = realloc(b->data, b->len + size * n + 1);
+    if (!d)
+        return 0;
+    memcpy(d + b->len, p, size * n);
+    b->data = d;
+    b->len += size * n;
+    d[b->len] = '\0';
+    return size * n;
+}
+
+long harness_get(harness_t *h, const char *path, char **body, char **ctype)
+{
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h->port, path);
+    CURL *c = curl_easy_init();
+    s_buf_t b = { 0 };
+    long status = 0;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect_buf);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (ctype) {
+        char *ct = NULL;
+        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+        *ctype = strdup(ct ? ct : "");
+    }
+    curl_easy_cleanup(c);
+    *body = b.data ? b.data : strdup("");
+    return status;
+}
+
+double harness_metric_value(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
+double harness_metric(harness_t *h, const char *series)
+{
+    char *body = NULL;
+    double v = harness_get(h, "/metrics", &body, NULL) == 200 ? harness_metric_value(body, series) : -1;
+    free(body);
+    return v;
+}
+
+double harness_metric_await(harness_t *h, const char *series, double want, int timeout_ms)
+{
+    double v = -1;
+    for (int64_t end = zclock_mono() + timeout_ms; zclock_mono() < end;) {
+        v = harness_metric(h, series);
+        if (v >= want)
+            return v;
+        zclock_sleep(20); /* a scrape is the event source here: pace it */
+    }
+    fprintf(stderr, "%s stayed at %g (wanted %g)\n", series, v, want);
+    return v;
+}

@@ -103,6 +103,18 @@ int harness_cli(harness_t *h, const char *args, char **out);
  * `tickets --json`, `products --json`); NULL on failure. Caller decrefs. */
 json_t *harness_cli_json(harness_t *h, const char *args);
 
+/* GET path from the gateway; returns the HTTP status (0: no answer), *body
+ * and, when ctype is not NULL, *ctype (caller frees both). */
+long harness_get(harness_t *h, const char *path, char **body, char **ctype);
+/* The value of one series ("souk_x_total{a=\"b\"}") in a Prometheus
+ * exposition; -1 when absent. */
+double harness_metric_value(const char *text, const char *series);
+/* One scrape of GET /metrics: the series' value, or -1. */
+double harness_metric(harness_t *h, const char *series);
+/* Scrapes until the series reaches `want` (actors' counts ride on their
+ * heartbeats) or timeout_ms passes; returns the last value seen. */
+double harness_metric_await(harness_t *h, const char *series, double want, int timeout_ms);
+
 /* Path of the souk binary under test (SOUK_BIN). */
 const char *harness_bin(void);
 

@@ -175,6 +175,11 @@ static void test_llm_places_order(void **state)
     assert_string_equal(reply, "Happy to help.");
     assert_int_equal(openai_fake_count(&s->fake, "classify"), 1);
     free(reply);
+    /* the calls and their tokens reach /metrics (on the session's heartbeats) */
+    assert_true(harness_metric_await(&s->h, "souk_llm_requests_total{result=\"ok\"}", 5, WAIT_MS)
+                >= 5);
+    assert_true(harness_metric_await(&s->h, "souk_llm_tokens_total{kind=\"prompt\"}", 1, WAIT_MS)
+                >= 1);
 }
 
 static void test_llm_foreign_identity_refused(void **state)

@@ -39,80 +39,6 @@ static const char *const fast_env[] = { "SOUK_DEBOUNCE_MS=0", "SOUK_HEARTBEAT_MS
 
 /* ---- helpers --------------------------------------------------------------- */
 
-typedef struct {
-    char *data;
-    size_t len;
-} buf_t;
-
-static size_t s_collect(void *p, size_t size, size_t n, void *arg)
-{
-    buf_t *b = arg;
-    char *d = realloc(b->data, b->len + size * n + 1);
-    if (!d)
-        return 0;
-    memcpy(d + b->len, p, size * n);
-    b->data = d;
-    b->len += size * n;
-    d[b->len] = '\0';
-    return size * n;
-}
-
-/* GET path; returns the status, *body and *ctype (caller frees). */
-static long s_get(harness_t *h, const char *path, char **body, char **ctype)
-{
-    char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", h->port, path);
-    CURL *c = curl_easy_init();
-    buf_t b = { 0 };
-    long status = 0;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    if (ctype) {
-        char *ct = NULL;
-        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
-        *ctype = strdup(ct ? ct : "");
-    }
-    curl_easy_cleanup(c);
-    *body = b.data ? b.data : strdup("");
-    return status;
-}
-
-/* The value of one series in an exposition; -1 when absent. */
-static double s_value(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    return -1;
-}
-
-static double s_scrape(harness_t *h, const char *series)
-{
-    char *body = NULL;
-    double v = s_get(h, "/metrics", &body, NULL) == 200 ? s_value(body, series) : -1;
-    free(body);
-    return v;
-}
-
-/* Scrapes until series >= want (heartbeats carry the actors' counts). */
-static double s_await(harness_t *h, const char *series, double want)
-{
-    double v = -1;
-    for (int64_t end = zclock_mono() + WAIT_MS; zclock_mono() < end;) {
-        v = s_scrape(h, series);
-        if (v >= want)
-            return v;
-        zclock_sleep(20); /* a scrape is the event source here: pace it */
-    }
-    fprintf(stderr, "%s stayed at %g (wanted %g)\n", series, v, want);
-    return v;
-}
-
 static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st; (void)flag; (void)ftw;
@@ -124,13 +50,17 @@ static char *s_read_file(const char *path)
     FILE *f = fopen(path, "r");
     if (!f)
         return NULL;
-    buf_t b = { 0 };
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
     char chunk[8192];
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        s_collect(chunk, 1, n, &b);
+    while (mem && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, mem);
+    if (mem)
+        fclose(mem);
     fclose(f);
-    return b.data ? b.data : strdup("");
+    return text ? text : strdup("");
 }
 
 /* Stops souk, keeps its log for the caller, removes the folder. */
@@ -150,7 +80,7 @@ static void metrics_exposition(void **state)
     harness_t h;
     assert_int_equal(harness_start(&h, fast_env), 0);
     char *body = NULL, *ctype = NULL;
-    assert_int_equal(s_get(&h, "/metrics", &body, &ctype), 200);
+    assert_int_equal(harness_get(&h, "/metrics", &body, &ctype), 200);
     assert_non_null(strstr(ctype, "text/plain"));
     assert_non_null(strstr(ctype, "version=0.0.4"));
     /* every family the issue names, typed */
@@ -174,9 +104,9 @@ static void metrics_exposition(void **state)
         if (!strstr(body, families[i]))
             fail_msg("missing: %s", families[i]);
     /* LLM tokens are zero until an LLM is wired in; the tree is there */
-    assert_true(s_value(body, "souk_llm_tokens_total") == 0);
-    assert_true(s_value(body, "souk_actors{role=\"tool\"}") == 2);
-    assert_true(s_value(body, "souk_actors{role=\"gateway\"}") == 1);
+    assert_true(harness_metric_value(body, "souk_llm_tokens_total") == 0);
+    assert_true(harness_metric_value(body, "souk_actors{role=\"tool\"}") == 2);
+    assert_true(harness_metric_value(body, "souk_actors{role=\"gateway\"}") == 1);
     /* histogram buckets ascend, +Inf last, then _sum and _count */
     const char *b1 = strstr(body, "souk_send_duration_seconds_bucket{le=\"0.005\"}");
     const char *b2 = strstr(body, "souk_send_duration_seconds_bucket{le=\"30\"}");
@@ -199,8 +129,8 @@ static void metrics_move_with_traffic(void **state)
     harness_t h;
     assert_int_equal(harness_start(&h, fast_env), 0);
     const char *ok200 = "souk_webhook_requests_total{route=\"/webhooks/whatsapp\",status=\"200\"}";
-    assert_true(s_scrape(&h, ok200) < 1);
-    assert_true(s_scrape(&h, "souk_sessions_live") == 0);
+    assert_true(harness_metric(&h, ok200) < 1);
+    assert_true(harness_metric(&h, "souk_sessions_live") == 0);
 
     char sid[35];
     harness_reply_t r;
@@ -209,24 +139,24 @@ static void metrics_move_with_traffic(void **state)
     harness_reply_clear(&r);
     assert_int_equal(harness_send(&h, "15550002002", "Bo", "hi", NULL, NULL, &r), 0);
     harness_reply_clear(&r);
-    assert_true(s_await(&h, ok200, 2) >= 2);
-    assert_true(s_await(&h, "souk_webhook_duration_seconds_count{route=\"/webhooks/whatsapp\"}", 2) >= 2);
-    assert_true(s_scrape(&h, "souk_sessions_live") == 2);
-    assert_true(s_await(&h, "souk_reply_duration_seconds_count{path=\"inline\"}", 2) >= 2);
+    assert_true(harness_metric_await(&h, ok200, 2, WAIT_MS) >= 2);
+    assert_true(harness_metric_await(&h, "souk_webhook_duration_seconds_count{route=\"/webhooks/whatsapp\"}", 2, WAIT_MS) >= 2);
+    assert_true(harness_metric(&h, "souk_sessions_live") == 2);
+    assert_true(harness_metric_await(&h, "souk_reply_duration_seconds_count{path=\"inline\"}", 2, WAIT_MS) >= 2);
 
     /* a repeated MessageSid is a dedupe hit, answered without processing */
-    assert_true(s_scrape(&h, "souk_dedupe_hits_total{where=\"gateway\"}") < 1);
+    assert_true(harness_metric(&h, "souk_dedupe_hits_total{where=\"gateway\"}") < 1);
     assert_int_equal(harness_send(&h, "15550002001", "Ana", "hello", sid, NULL, &r), 0);
     assert_string_equal(r.answer, "none");
     harness_reply_clear(&r);
-    assert_true(s_await(&h, "souk_dedupe_hits_total{where=\"gateway\"}", 1) >= 1);
+    assert_true(harness_metric_await(&h, "souk_dedupe_hits_total{where=\"gateway\"}", 1, WAIT_MS) >= 1);
 
     /* a bad request is counted under its status */
     assert_int_equal(harness_post_raw(&h, "/webhooks/whatsapp", "application/x-www-form-urlencoded",
                                       "From=x", "bad", &r), 0);
     assert_int_equal(r.status, 403);
     harness_reply_clear(&r);
-    assert_true(s_await(&h, "souk_webhook_requests_total{route=\"/webhooks/whatsapp\",status=\"403\"}", 1) >= 1);
+    assert_true(harness_metric_await(&h, "souk_webhook_requests_total{route=\"/webhooks/whatsapp\",status=\"403\"}", 1, WAIT_MS) >= 1);
     assert_int_equal(harness_stop(&h, false), 0);
 }
 
@@ -259,31 +189,31 @@ static void metrics_move_with_restarts(void **state)
     harness_reply_t r;
     assert_int_equal(harness_send(&h, "15550002003", "Cy", "hello", NULL, NULL, &r), 0);
     harness_reply_clear(&r);
-    assert_true(s_scrape(&h, "souk_actor_restarts_total{role=\"tool\"}") == 0);
-    assert_true(s_scrape(&h, "souk_actor_restarts_total{role=\"session\"}") == 0);
+    assert_true(harness_metric(&h, "souk_actor_restarts_total{role=\"tool\"}") == 0);
+    assert_true(harness_metric(&h, "souk_actor_restarts_total{role=\"session\"}") == 0);
 
     s_kill_actor(&h, "tool-1");
     s_await_ready(&h, "tool-1");
-    assert_true(s_scrape(&h, "souk_actor_restarts_total{role=\"tool\"}") == 1);
+    assert_true(harness_metric(&h, "souk_actor_restarts_total{role=\"tool\"}") == 1);
 
     s_kill_actor(&h, "s-15550002003");
     souk_msg_t ev;
     assert_int_equal(harness_wait_event(&h, "restarted", "s-15550002003", WAIT_MS, &ev), 0);
     souk_msg_clear(&ev);
-    assert_true(s_scrape(&h, "souk_actor_restarts_total{role=\"session\"}") == 1);
+    assert_true(harness_metric(&h, "souk_actor_restarts_total{role=\"session\"}") == 1);
 
     /* a restarted gateway starts counting from zero, but the total does
      * not go down: the dead process's counts are kept by the supervisor */
     const char *ok200 = "souk_webhook_requests_total{route=\"/webhooks/whatsapp\",status=\"200\"}";
-    assert_true(s_await(&h, ok200, 1) >= 1);
+    assert_true(harness_metric_await(&h, ok200, 1, WAIT_MS) >= 1);
     s_kill_actor(&h, "gateway");
     s_await_ready(&h, "gateway");
-    assert_true(s_scrape(&h, "souk_actor_restarts_total{role=\"gateway\"}") == 1);
-    assert_true(s_scrape(&h, ok200) >= 1);
+    assert_true(harness_metric(&h, "souk_actor_restarts_total{role=\"gateway\"}") == 1);
+    assert_true(harness_metric(&h, ok200) >= 1);
     assert_int_equal(harness_send(&h, "15550002003", "Cy", "again", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);
     harness_reply_clear(&r);
-    assert_true(s_await(&h, ok200, 2) >= 2);
+    assert_true(harness_metric_await(&h, ok200, 2, WAIT_MS) >= 2);
     assert_int_equal(harness_stop(&h, false), 0);
 }
 
@@ -301,8 +231,8 @@ static void metrics_count_hung_actor(void **state)
     assert_int_equal(harness_wait_event(&h, "hung", "tool-0", WAIT_MS, &ev), 0);
     souk_msg_clear(&ev);
     s_await_ready(&h, "tool-0");
-    assert_true(s_scrape(&h, "souk_actor_hung_total{role=\"tool\"}") == 1);
-    assert_true(s_scrape(&h, "souk_actor_restarts_total{role=\"tool\"}") == 1);
+    assert_true(harness_metric(&h, "souk_actor_hung_total{role=\"tool\"}") == 1);
+    assert_true(harness_metric(&h, "souk_actor_restarts_total{role=\"tool\"}") == 1);
     assert_int_equal(harness_stop(&h, false), 0);
 }
 
@@ -374,13 +304,13 @@ static void metrics_send_errors_by_code(void **state)
     assert_int_equal(harness_send(&h, "15550004001", "Ha", "first", NULL, NULL, &r), 0);
     assert_string_equal(r.answer, "later");
     harness_reply_clear(&r);
-    assert_true(s_await(&h, "souk_send_errors_total{code=\"21211\"}", 1) >= 1);
-    assert_true(s_await(&h, "souk_sends_total{channel=\"twilio\",result=\"failed\"}", 1) >= 1);
+    assert_true(harness_metric_await(&h, "souk_send_errors_total{code=\"21211\"}", 1, WAIT_MS) >= 1);
+    assert_true(harness_metric_await(&h, "souk_sends_total{channel=\"twilio\",result=\"failed\"}", 1, WAIT_MS) >= 1);
     assert_int_equal(harness_send(&h, "15550004002", "Io", "second", NULL, NULL, &r), 0);
     harness_reply_clear(&r);
-    assert_true(s_await(&h, "souk_sends_total{channel=\"twilio\",result=\"sent\"}", 1) >= 1);
-    assert_true(s_await(&h, "souk_send_duration_seconds_count{channel=\"twilio\"}", 2) >= 2);
-    assert_true(s_await(&h, "souk_outbox_messages{state=\"failed\"}", 1) >= 1);
+    assert_true(harness_metric_await(&h, "souk_sends_total{channel=\"twilio\",result=\"sent\"}", 1, WAIT_MS) >= 1);
+    assert_true(harness_metric_await(&h, "souk_send_duration_seconds_count{channel=\"twilio\"}", 2, WAIT_MS) >= 2);
+    assert_true(harness_metric_await(&h, "souk_outbox_messages{state=\"failed\"}", 1, WAIT_MS) >= 1);
     char *log = s_stop_with_log(&h);
     s_no_secret_or_number(log, "15550004001");
     free(log);
@@ -458,9 +388,9 @@ static void logs_request_id_to_sender(void **state)
     assert_int_equal(harness_wait_outbound(&h, "15550003001", WAIT_MS, &body), 0);
     free(body);
     /* and the figures of that path: the sender's, the outbox's, the session's */
-    assert_true(s_await(&h, "souk_sends_total{channel=\"console\",result=\"sent\"}", 1) >= 1);
-    assert_true(s_await(&h, "souk_reply_duration_seconds_count{path=\"later\"}", 1) >= 1);
-    assert_true(s_await(&h, "souk_outbox_messages{state=\"sent\"}", 1) >= 1);
+    assert_true(harness_metric_await(&h, "souk_sends_total{channel=\"console\",result=\"sent\"}", 1, WAIT_MS) >= 1);
+    assert_true(harness_metric_await(&h, "souk_reply_duration_seconds_count{path=\"later\"}", 1, WAIT_MS) >= 1);
+    assert_true(harness_metric_await(&h, "souk_outbox_messages{state=\"sent\"}", 1, WAIT_MS) >= 1);
     /* a status callback's request id reaches the sender's line about it */
     const char *status_sid = "SM0123456789abcdef0123456789abcdee";
     char form[256], sig[64];
@@ -470,8 +400,8 @@ static void logs_request_id_to_sender(void **state)
                                       "application/x-www-form-urlencoded", form, sig, &r), 0);
     assert_int_equal(r.status, 200);
     harness_reply_clear(&r);
-    assert_true(s_await(&h, "souk_webhook_requests_total{route=\"/webhooks/whatsapp/status\",status=\"200\"}", 1) >= 1);
-    assert_true(s_await(&h, "souk_delivery_updates_total{status=\"delivered\"}", 1) >= 1);
+    assert_true(harness_metric_await(&h, "souk_webhook_requests_total{route=\"/webhooks/whatsapp/status\",status=\"200\"}", 1, WAIT_MS) >= 1);
+    assert_true(harness_metric_await(&h, "souk_delivery_updates_total{status=\"delivered\"}", 1, WAIT_MS) >= 1);
     char *log = s_stop_with_log(&h);
     char status_req[64];
     assert_true(s_request_of_event(log, "http.status", status_sid, status_req, sizeof status_req));
@@ -500,7 +430,7 @@ static void logs_request_id_to_tools(void **state)
                                   sid, &r), 0);
     assert_int_equal(r.status, 200);
     harness_reply_clear(&r);
-    assert_true(s_await(&h, "souk_tool_call_duration_seconds_count{tool=\"search_products\"}", 1) >= 1);
+    assert_true(harness_metric_await(&h, "souk_tool_call_duration_seconds_count{tool=\"search_products\"}", 1, WAIT_MS) >= 1);
     char *log = s_stop_with_log(&h);
     char req[64];
     assert_true(s_request_of(log, sid, req, sizeof req));

@@ -26,6 +26,7 @@
 
 #include "souk/error.h"
 #include "souk/log.h"
+#include "souk/metrics.h"
 #include "souk/media.h"
 #include "souk/stt.h"
 
@@ -208,6 +209,8 @@ static bool s_transcribe(session_t *self, const char *msg_sid, const char *url,
         s_job_wait(self, j);
         if (j->rc == SOUK_OK) {
             ok = j->result.text && *j->result.text;
+            souk_metric_observe("souk_voice_transcription_duration_seconds", "",
+                                (double)(j->download_ms + j->transcribe_ms) / 1000.0);
             SLOG_INFO("session.voice", "sid=%s stt=%s model=%s confidence=%.2f audio_ms=%lld "
                       "download_ms=%lld transcribe_ms=%lld heard=%d lang=%s",
                       msg_sid, cfg->stt, j->result.model, j->result.confidence,
