@@ -92,7 +92,9 @@ void session_lease_tick(session_t *self)
                 SLOG_INFO("session.lease", "held=%d node=%s", self->lease_held,
                           self->cfg->node_id);
             s_plan(self, now);
-            if (!was && self->lease_held && session_turn_resume(self) != SOUK_OK)
+            /* taken over: what the last holder left offered or pending */
+            if (!was && self->lease_held
+                && (session_reply_resume(self) != SOUK_OK || session_turn_resume(self) != SOUK_OK))
                 session_fail(self, "resume", SOUK_EIO);
         } else {
             /* the store is away: keep what we believe, try again soon */

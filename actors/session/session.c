@@ -391,8 +391,8 @@ int session_main(souk_config_t *cfg, const char *name, const char *arg)
         s_send_hello(&self);
         session_lease_start(&self);
         /* Offers first: a resumed turn may find its row among them. The
-         * user's pending work is the lease holder's. */
-        int rc = session_reply_resume(&self);
+         * user's offers and pending work are the lease holder's. */
+        int rc = self.lease_held ? session_reply_resume(&self) : SOUK_OK;
         if (rc == SOUK_OK && self.lease_held)
             rc = session_turn_resume(&self);
         if (rc != SOUK_OK)
