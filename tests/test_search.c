@@ -654,6 +654,21 @@ static void test_wide_vectors(void **state)
     vindex_close(&vx);
 }
 
+/* A shop's default Pinecone namespace: its name as a slug. */
+static void test_default_namespace(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        { "Souk Demo Shop", "souk-demo-shop" }, { "  Caf\xc3\xa9 & Co. ", "caf-co" },
+        { "ACME_42", "acme-42" }, { "", "souk" }, { "!!!", "souk" },
+    };
+    char ns[64];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        vstore_default_namespace(cases[i][0], ns, sizeof ns);
+        assert_string_equal(ns, cases[i][1]);
+    }
+}
+
 /* ---- from the store, as souk import does it ---------------------------------------- */
 
 static void test_build_from_store(void **state)
@@ -1057,6 +1072,7 @@ int main(void)
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_wide_vectors),
         cmocka_unit_test(test_build_from_store),
+        cmocka_unit_test(test_default_namespace),
     };
     const struct CMUnitTest demo[] = {
         cmocka_unit_test(test_demo_queries),
