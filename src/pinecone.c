@@ -30,7 +30,7 @@ struct pinecone_s {
     struct curl_slist *headers;
     char *base;                 /* "https://host" without a trailing slash */
     char *ns;
-    int timeout_ms, backoff_ms;
+    int timeout_ms, backoff_ms, query_budget_ms;
     sbuf_t batch;               /* queued upsert vectors, comma separated */
     size_t batch_n;
     sbuf_t resp;
@@ -156,6 +156,8 @@ int pinecone_new(const pinecone_opts_t *opts, pinecone_t **out, char *err, size_
     }
     self->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : 10000;
     self->backoff_ms = opts->backoff_ms > 0 ? opts->backoff_ms : 200;
+    self->query_budget_ms = opts->query_budget_ms > 0 ? opts->query_budget_ms
+                                                      : PINECONE_QUERY_BUDGET_MS;
     self->rand_state = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)self;
     *out = self;
     return SOUK_OK;
@@ -232,20 +234,35 @@ static void s_error_text(const sbuf_t *resp, char *out, size_t outlen)
 
 /* method "GET" or "POST" (body); the response lands in self->resp and, when
  * it is JSON as it should be, in *doc (caller decrefs). */
+static double s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* budget_ms > 0 bounds the attempts and the waits between them together (a
+ * search must answer within the reply budget); 0: PINECONE_RETRIES alone. */
 static int s_request(pinecone_t *self, const char *method, const char *path, const char *body,
-                     size_t body_len, json_t **doc)
+                     size_t body_len, json_t **doc, int budget_ms)
 {
     char url[4096];
     snprintf(url, sizeof url, "%s%s", self->base, path);
     long delay = self->backoff_ms;
+    double t0 = s_now_ms();
     for (int attempt = 0;; attempt++) {
+        long timeout = self->timeout_ms;
+        if (budget_ms > 0) {
+            long left = budget_ms - (long)(s_now_ms() - t0);
+            timeout = left < timeout ? (left > 1 ? left : 1) : timeout;
+        }
         self->resp.len = 0;
         CURL *c = self->curl;
         curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, self->headers);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)CONNECT_TIMEOUT_MS);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)self->timeout_ms);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_collect);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &self->resp);
         curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -262,9 +279,11 @@ static int s_request(pinecone_t *self, const char *method, const char *path, con
         if (cc == CURLE_OK)
             curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
         bool retry = cc != CURLE_OK || status == 429 || status >= 500;
+        long jitter = delay / 2 ? (long)(rand_r(&self->rand_state) % (unsigned)(delay / 2)) : 0;
+        if (retry && budget_ms > 0 && s_now_ms() - t0 + (double)(delay + jitter) >= budget_ms)
+            retry = false;                     /* no time left for another attempt */
         if (retry && attempt < PINECONE_RETRIES) {
             self->stats.retries++;
-            long jitter = delay / 2 ? (long)(rand_r(&self->rand_state) % (unsigned)(delay / 2)) : 0;
             s_sleep_ms(delay + jitter);
             delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
             continue;
@@ -333,7 +352,7 @@ static int s_send_upsert(pinecone_t *self, const char *ns, const char *vectors, 
     json_t *doc = NULL;
     if (rc == SOUK_OK) {
         self->stats.upsert_requests++;
-        rc = s_request(self, "POST", "/vectors/upsert", body.buf, body.len, &doc);
+        rc = s_request(self, "POST", "/vectors/upsert", body.buf, body.len, &doc, 0);
     }
     free(body.buf);
     if (rc == SOUK_ENOMEM)
@@ -474,7 +493,7 @@ int pinecone_query(pinecone_t *self, const float *vec, int dim, int top_k, const
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     if (rc == SOUK_OK)
-        rc = s_request(self, "POST", "/query", body.buf, body.len, &doc);
+        rc = s_request(self, "POST", "/query", body.buf, body.len, &doc, self->query_budget_ms);
     else
         rc = s_fail(self, rc, "pinecone: out of memory");
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -503,7 +522,7 @@ static int s_delete(pinecone_t *self, json_t *body)
     if (!text)
         return s_fail(self, SOUK_ENOMEM, "pinecone: out of memory");
     json_t *doc = NULL;
-    int rc = s_request(self, "POST", "/vectors/delete", text, strlen(text), &doc);
+    int rc = s_request(self, "POST", "/vectors/delete", text, strlen(text), &doc, 0);
     free(text);
     json_decref(doc);
     return rc;
@@ -553,7 +572,7 @@ int pinecone_fetch(pinecone_t *self, const char *ns, const char *id, json_t **me
     if (!eid || !ens)
         return s_fail(self, SOUK_ENOMEM, "pinecone: out of memory");
     json_t *doc = NULL;
-    int rc = s_request(self, "GET", path, NULL, 0, &doc);
+    int rc = s_request(self, "GET", path, NULL, 0, &doc, self->query_budget_ms);
     if (rc != SOUK_OK)
         return rc;
     json_t *vectors = json_object_get(doc, "vectors");

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "souk/config.h"
 #include "souk/error.h"
 #include "souk/pinecone.h"
 
@@ -331,6 +332,21 @@ static const vstore_vtable_t s_vt = {
     .sync_add = s_sync_add, .sync_end = s_sync_end, .destroy = s_destroy,
 };
 
+/* SOUK_SHOP_NAME as the process sees it: the environment, else the table's
+ * default (souk_config_load does not export defaults). */
+static const char *s_shop_name(void)
+{
+    const char *set = getenv("SOUK_SHOP_NAME");
+    if (set)
+        return set;
+#define V(env, kind, field, def, lo, hi, help)                               \
+    if (strcmp(#env, "SOUK_SHOP_NAME") == 0)                                 \
+        return def;
+    SOUK_CONFIG_VARS(V)
+#undef V
+    return "";
+}
+
 int vstore_pinecone_new(vstore_t **out, char *err, size_t errlen)
 {
     char ns[256];
@@ -338,8 +354,7 @@ int vstore_pinecone_new(vstore_t **out, char *err, size_t errlen)
     if (set && *set)
         snprintf(ns, sizeof ns, "%s", set);
     else
-        vstore_default_namespace(getenv("SOUK_SHOP_NAME") ? getenv("SOUK_SHOP_NAME")
-                                                          : "Souk Demo Shop", ns, sizeof ns);
+        vstore_default_namespace(s_shop_name(), ns, sizeof ns);
     pinecone_opts_t o = { .host = getenv("PINECONE_INDEX_HOST"),
                           .api_key = getenv("PINECONE_API_KEY"), .ns = ns };
     pc_t *self = calloc(1, sizeof *self);

@@ -27,6 +27,7 @@
 
 #include "souk/error.h"
 #include "souk/store.h"
+#include "pinecone_ctl.h"
 
 #define BIG_ROWS 200000
 #define WAID "15550001234"
@@ -738,6 +739,42 @@ static void demo_catalogue_imports(void **state)
     s_run_clear(&r);
 }
 
+/* ---- SOUK_VECTOR=pinecone ------------------------------------------------------- */
+
+static void pinecone_import_and_search(void **state)
+{
+    fixture_t *fx = *state;
+    run_t r;
+    const char *const unset[] = { "SOUK_VECTOR=pinecone", NULL };
+    s_run_env(fx->data, unset, &r, "search", "mug", (const char *)NULL);
+    s_expect_exit(&r, 78);
+    s_expect_in(r.err, "PINECONE_INDEX_HOST");
+    s_run_clear(&r);
+
+    if (pc_fake_start(SOUK_SRC_DIR) != 0)
+        fail_msg("the fake Pinecone did not start");
+    setenv("SOUK_PINECONE_NAMESPACE", "import-test", 1);
+    s_run(fx->data, &r, "import", s_file(fx, "shop.csv", s_csv));
+    s_expect_exit(&r, 0);
+    s_run_clear(&r);
+    assert_int_equal(pc_fake_vectors("import-test"), 3);
+    size_t from = pc_fake_requests();
+    s_run(fx->data, &r, "search", "white", "--json", "--limit", "3");
+    s_expect_exit(&r, 0);
+    json_t *doc = s_json(&r);
+    json_t *first = json_array_get(json_object_get(doc, "results"), 0);
+    assert_non_null(first);
+    assert_string_equal(json_string_value(json_object_get(first, "sku")), "LAMP-2");
+    json_decref(doc);
+    s_run_clear(&r);
+    assert_int_equal(pc_fake_count("/query", "import-test", from, NULL), 1);
+    pc_fake_stop();
+    unsetenv("SOUK_VECTOR");
+    unsetenv("PINECONE_INDEX_HOST");
+    unsetenv("PINECONE_API_KEY");
+    unsetenv("SOUK_PINECONE_NAMESPACE");
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, s_setup, s_teardown)
@@ -757,6 +794,7 @@ int main(void)
         T(products_search_understand_json),
         T(empty_store_prints_empty_json),
         T(demo_catalogue_imports),
+        T(pinecone_import_and_search),
     };
 #undef T
     return cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);

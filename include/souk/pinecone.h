@@ -14,7 +14,11 @@
  *
  * 429 and 5xx answers and transport failures are retried with exponential
  * backoff and jitter (PINECONE_RETRIES times); every request has a connect
- * and a total timeout. Responses are validated at the edge: a body that is
+ * and a total timeout. A query or fetch (what a search waits on) also
+ * stops retrying at its budget (PINECONE_QUERY_BUDGET_MS, under the
+ * webhook's default reply budget), so a customer's search fails in time
+ * instead of holding a tool actor; upserts and deletes (souk import) use
+ * every retry. Responses are validated at the edge: a body that is
  * not the documented shape is SOUK_EPROTO with a sentence saying what was
  * wrong, never half-read. The API key is sent as a header and never appears
  * in an error text.
@@ -39,6 +43,7 @@
 #define PINECONE_DELETE_MAX 1000           /* ids per delete request */
 #define PINECONE_TOPK_MAX 1000
 #define PINECONE_RETRIES 4
+#define PINECONE_QUERY_BUDGET_MS 2500
 
 typedef struct pinecone_s pinecone_t;
 
@@ -48,6 +53,7 @@ typedef struct {
     const char *ns;             /* namespace; "" is Pinecone's default one */
     int timeout_ms;             /* per request; 0: 10000 */
     int backoff_ms;             /* first retry delay; 0: 200 (doubles, jittered) */
+    int query_budget_ms;        /* a query's attempts and waits; 0: PINECONE_QUERY_BUDGET_MS */
 } pinecone_opts_t;
 
 /* One query answer; id and metadata belong to the handle and stay valid

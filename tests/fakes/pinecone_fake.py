@@ -41,6 +41,7 @@ Test control (not Pinecone's; no auth):
                          {"path": "/query", "status": 429}   (or 500, 503...)
                          {"path": "/query", "malformed": true}  200 with a body
                                                               that is not the shape
+                         {"path": "/query", "delay_ms": 2000}  answer that late
   POST /_fake/reset    forget vectors, requests and script.
 
 python3 standard library only. Listens on 127.0.0.1, port 0 (or --port);
@@ -218,6 +219,13 @@ class Handler(BaseHTTPRequestHandler):
                 if self.headers.get("Api-Key") != st.api_key:
                     raise ApiError(401, 16, "Invalid API Key")
                 rule = st.take_rule(url.path)
+                if rule and rule.get("delay_ms"):
+                    delay = rule["delay_ms"] / 1000.0
+                    st.lock.release()             # others are served meanwhile
+                    try:
+                        time.sleep(delay)
+                    finally:
+                        st.lock.acquire()
                 if rule and rule.get("status"):
                     raise ApiError(rule["status"], 14 if rule["status"] >= 500 else 8,
                                    "scripted failure")
