@@ -237,6 +237,7 @@ static void test_store_outage_resumes(void **state)
     harness_reply_clear(&r);
     souk_msg_t m;
     assert_int_equal(harness_wait_event(&h, "exited", "s-", 15000, &m), 0);
+    souk_msg_clear(&m);
     assert_int_equal(dynalite_restart(), 0);
 
     char *body = NULL;
