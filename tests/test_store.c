@@ -943,6 +943,50 @@ static void test_leases(void **state)
     assert_int_equal(store_lease_acquire(s, "session:" WAID, "node-a", 1000, T0 + 1600), SOUK_OK);
 }
 
+/* Eight processes take a free lease at once: exactly one gets it. */
+static void test_lease_race(void **state)
+{
+    fixture_t *f = *state;
+    store_close(&f->store);     /* a handle must not cross fork() */
+    for (int round = 0; round < 5; round++) {
+        char name[32];
+        snprintf(name, sizeof name, "session:race%d", round);
+        int gate[2];
+        assert_int_equal(pipe(gate), 0);
+        pid_t pids[8];
+        for (int k = 0; k < 8; k++) {
+            pids[k] = fork();
+            assert_true(pids[k] >= 0);
+            if (pids[k] == 0) {
+                store_t *s = NULL;
+                char c, owner[16];
+                close(gate[1]);
+                snprintf(owner, sizeof owner, "node-%d", k);
+                if (store_open(s_backend, f->dir, NULL, &s, NULL, 0) != SOUK_OK
+                    || read(gate[0], &c, 1) < 0)
+                    _exit(3);
+                int rc = store_lease_acquire(s, name, owner, 60000, T0);
+                store_close(&s);
+                _exit(rc == SOUK_OK ? 0 : rc == SOUK_ECONFLICT ? 1 : 2);
+            }
+        }
+        close(gate[0]);
+        usleep(20000);
+        close(gate[1]);
+        int wins = 0, losses = 0;
+        for (int k = 0; k < 8; k++) {
+            int st;
+            assert_int_equal(waitpid(pids[k], &st, 0), pids[k]);
+            assert_true(WIFEXITED(st));
+            wins += WEXITSTATUS(st) == 0;
+            losses += WEXITSTATUS(st) == 1;
+        }
+        assert_int_equal(wins, 1);
+        assert_int_equal(losses, 7);
+    }
+    f->store = s_open(f, NULL);
+}
+
 /* ---- many processes -------------------------------------------------------------------- */
 
 #define WRITERS 8
@@ -1444,6 +1488,7 @@ int main(void)
         T(test_order_place),
         T(test_tickets),
         T(test_leases),
+        T(test_lease_race),
         T(test_many_writers),
         T(test_race_for_last_item),
         T(test_crash_mid_import),
