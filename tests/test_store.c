@@ -8,6 +8,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "souk/dynamo.h"
 #include "souk/error.h"
 #include "souk/store.h"
 #include "dynalite.h"
@@ -1466,6 +1467,44 @@ static void test_dynamo_unreachable(void **state)
     assert_int_equal(ops.reads, 0);
 }
 
+/* History stays bounded in items, not only in what is read back: a user
+ * with history_keep 5 who said 60 things has at most 5 + 8 history items
+ * (each entry its own item; every 8th append trims). Counted in the table. */
+static void test_dynamo_history_bounded(void **state)
+{
+    if (strcmp(s_backend, "dynamodb") != 0)
+        skip();
+    fixture_t *f = *state;
+    store_close(&f->store);
+    f->store = s_open(f, &(store_options_t) { .history_keep = 5 });
+    for (int i = 0; i < 60; i++) {
+        char sid[16];
+        snprintf(sid, sizeof sid, "SM%d", i);
+        store_history_t h = { .waid = WAID, .dir = STORE_DIR_IN, .msg_sid = i % 2 ? sid : NULL,
+                              .text = "x", .ts_ms = T0 + i };
+        assert_int_equal(store_history_append(f->store, &h), SOUK_OK);
+    }
+    dynamo_t *d = NULL;
+    assert_int_equal(dynamo_open(&d, NULL, 0), SOUK_OK);
+    char table[128];
+    snprintf(table, sizeof table, "%ssouk", getenv("SOUK_TABLE_PREFIX"));
+    json_t *req = json_pack("{s:s, s:s, s:{s:{s:s}, s:{s:s}}, s:s}", "TableName", table,
+                            "KeyConditionExpression", "pk = :pk AND begins_with(sk, :h)",
+                            "ExpressionAttributeValues", ":pk", "S", "U#" WAID, ":h", "S", "H#",
+                            "Select", "COUNT");
+    json_t *resp = NULL;
+    assert_int_equal(dynamo_call(d, "Query", req, &resp), SOUK_OK);
+    json_int_t n = json_integer_value(json_object_get(resp, "Count"));
+    printf("    dynamodb: 60 entries, keep 5: %lld history items stored\n", (long long) n);
+    assert_true(n >= 5 && n <= 5 + 8);
+    json_decref(resp);
+    json_decref(req);
+    dynamo_close(&d);
+    keys_t k = { 0 };
+    assert_int_equal(store_history_recent(f->store, WAID, 100, s_history_key, &k), SOUK_OK);
+    assert_int_equal(k.n, 5);
+}
+
 /* ---- DynamoDB: a write that lands but whose answer is lost ---------------------------------
  * A proxy between the store and dynalite forwards every request, and for the
  * first one that matches (an operation and a piece of its body) throws
@@ -1656,6 +1695,7 @@ int main(void)
         T(test_place_race_last_item),
         T(test_dynamo_unreachable),
         T(test_dynamo_lost_answers),
+        T(test_dynamo_history_bounded),
 #undef T
     };
     s_backend = dynalite_backend();
