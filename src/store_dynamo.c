@@ -191,13 +191,18 @@ static int s_list_one(store_impl_t *h, json_t *it, void *arg)
 {
     (void) h;
     s_list_t *l = arg;
-    char row[256];
-    _Static_assert(sizeof(store_product_t) <= sizeof row, "row buffer");
-    int rc = l->rt->from(it, row);
+    union {                     /* room for any row type, aligned for each */
+        store_inbound_t inbound;
+        store_outbox_t outbox;
+        store_product_t product;
+        store_order_t order;
+        store_ticket_t ticket;
+    } row;
+    int rc = l->rt->from(it, &row);
     if (rc)
         return rc;
-    rc = l->rt->emit(row, l->cb, l->arg);
-    l->rt->clear(row);
+    rc = l->rt->emit(&row, l->cb, l->arg);
+    l->rt->clear(&row);
     return rc;
 }
 
@@ -927,6 +932,23 @@ static int s_order_item_put(store_impl_t *h, const store_order_t *o, const char 
     return ddb_put(h, it, "attribute_not_exists(pk)", NULL, NULL);
 }
 
+/* After a put of item pk found its key taken: SOUK_OK when the item there
+ * carries our idem_key (our own earlier attempt, e.g. a write that landed
+ * before a 5xx and was sent again), SOUK_ECONFLICT when it is another's. */
+static int s_ours(store_impl_t *h, const char *pk, const char *sk, const char *idem_key)
+{
+    json_t *it;
+    int rc = ddb_get(h, pk, sk, &it);
+    if (rc == SOUK_ENOTFOUND)
+        return SOUK_ECONFLICT;
+    if (rc)
+        return rc;
+    const char *k = dynamo_get_s(it, "idem_key");
+    rc = k && strcmp(k, idem_key) == 0 ? SOUK_OK : SOUK_ECONFLICT;
+    json_decref(it);
+    return rc;
+}
+
 /* The guard item of an idempotency key: OIDEM#key (orders) or TIDEM#key
  * (tickets), holding the id it was given and, for orders, the phase. */
 static int s_guard_get(store_impl_t *h, const char *pk, char *id, size_t idlen, char *phase,
@@ -985,7 +1007,10 @@ static int s_order_put(store_impl_t *h, const store_order_t *o, store_order_t *o
         return rc;
     }
     for (int attempt = 0; attempt < DDB_ID_TRIES; attempt++) {
+        char pk[600];
         rc = s_order_item_put(h, o, id);
+        if (rc == SOUK_ECONFLICT)
+            rc = s_ours(h, s_cat(pk, sizeof pk, "ORDER#", id), "O", o->idem_key);
         if (rc != SOUK_ECONFLICT)
             break;
         if (o->order_id) {          /* a given id that is taken: free the key again */
@@ -1173,7 +1198,10 @@ static int s_order_place(store_impl_t *h, const store_order_request_t *req, stor
     if (rc == SOUK_OK && !stored)
         rc = s_order_build(req, got, &o, bad_line);
     for (int attempt = 0; rc == SOUK_OK && !stored && attempt < DDB_ID_TRIES; attempt++) {
+        char pk[600];
         rc = s_order_item_put(h, &o, id);
+        if (rc == SOUK_ECONFLICT)   /* taken: by our own earlier attempt, or a collision */
+            rc = s_ours(h, s_cat(pk, sizeof pk, "ORDER#", id), "O", req->idem_key);
         if (rc != SOUK_ECONFLICT)
             break;
         char fresh[16];
@@ -1318,7 +1346,10 @@ static int s_ticket_put(store_impl_t *h, const store_ticket_t *t, store_ticket_t
             return rc;
     }
     for (int attempt = 0; attempt < DDB_ID_TRIES; attempt++) {
+        char pk[600];
         rc = s_ticket_item_put(h, t, id);
+        if (rc == SOUK_ECONFLICT)
+            rc = s_ours(h, s_cat(pk, sizeof pk, "TICKET#", id), "T", t->idem_key);
         if (rc != SOUK_ECONFLICT)
             break;
         if (t->ticket_id) {

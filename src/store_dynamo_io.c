@@ -18,13 +18,16 @@ void ddb_pad(char *buf, size_t len, int64_t n)
 
 int64_t ddb_arrival_ns(void)
 {
-    static int64_t last;        /* strictly increasing within the process */
+    static int64_t last;        /* strictly increasing within the process, across threads */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now = (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-    if (now <= last)
-        now = last + 1;
-    last = now;
+    int64_t seen = __atomic_load_n(&last, __ATOMIC_RELAXED);
+    do {
+        if (now <= seen)
+            now = seen + 1;
+    } while (!__atomic_compare_exchange_n(&last, &seen, now, false, __ATOMIC_RELAXED,
+                                          __ATOMIC_RELAXED));
     return now;
 }
 

@@ -108,6 +108,10 @@ static int s_start(bool persistent)
     const char *src = getenv("SOUK_SRC");
     snprintf(s_bin, sizeof s_bin, "%s/tests/node_modules/dynalite/cli.js",
              src && *src ? src : SOUK_SRC_DIR);
+    if (system("node --version >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "dynalite: no node.js here: the DynamoDB run is skipped\n");
+        return 1;
+    }
     if (access(s_bin, R_OK) != 0) {
         fprintf(stderr, "dynalite: %s missing: run scripts/setup (npm ci in tests/)\n", s_bin);
         return -1;

@@ -13,8 +13,9 @@
 const char *dynalite_backend(void);
 /* When the backend is "dynamodb": starts dynalite (found from
  * SOUK_SRC_DIR or $SOUK_SRC) and sets DYNAMODB_ENDPOINT, SOUK_STORE and
- * dummy AWS credentials; returns 0, or -1 with a message on stderr.
- * Does nothing for sqlite. */
+ * dummy AWS credentials; returns 0, 1 when there is no node.js at all
+ * (the caller skips: exit 77), or -1 with a message on stderr (node.js but
+ * no dynalite: run scripts/setup). Does nothing for sqlite. */
 int dynalite_start(void);
 /* As dynalite_start, with its data on disk (a temporary folder), so that
  * dynalite_kill and dynalite_restart play an outage that loses nothing. */

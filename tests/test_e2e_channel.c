@@ -264,7 +264,10 @@ int main(void)
         cmocka_unit_test(test_store_outage_resumes),
     };
     /* on DynamoDB every test shares one table: their users and sids differ */
-    if (dynalite_start_persistent() != 0 || dynalite_fresh_table() != 0)
+    int up = dynalite_start_persistent();
+    if (up != 0)
+        return up > 0 ? 77 : 1;     /* 77: meson's "skipped" */
+    if (dynalite_fresh_table() != 0)
         return 1;
     int failures = cmocka_run_group_tests_name(dynalite_backend(), tests, NULL, NULL);
     dynalite_stop();

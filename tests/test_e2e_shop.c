@@ -267,6 +267,9 @@ static void shop_start(shop_t *s, bool demo, const char *csv, const char *const 
 {
     assert_int_equal(harness_prepare(&s->h), 0);
     s->started = true;          /* from here on, teardown stops it */
+    /* `souk db create` as a user runs it: on DynamoDB the table exists
+     * already (made by the test), which is fine */
+    assert_int_equal(harness_cli(&s->h, "db create", NULL), 0);
     if (demo)
         assert_int_equal(harness_cli(&s->h, "import " SOUK_SRC_DIR "/data/demo/products.jsonl",
                                      NULL), 0);
@@ -1214,8 +1217,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_tool_actors_killed_mid_order, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_session_killed_mid_order, s_setup, s_teardown),
     };
-    if (dynalite_start() != 0)
-        return 1;
+    int up = dynalite_start();
+    if (up != 0)
+        return up > 0 ? 77 : 1;     /* 77: meson's "skipped" */
     int failures = cmocka_run_group_tests_name(dynalite_backend(), tests, NULL, NULL);
     dynalite_stop();
     return failures;

@@ -36,11 +36,19 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         op = self.headers.get("X-Amz-Target", "?").split(".")[-1]
         with lock:
             counts[op] = counts.get(op, 0) + 1
-        if not hasattr(local, "conn"):
-            local.conn = http.client.HTTPConnection("127.0.0.1", upstream)
-        local.conn.request("POST", "/", body, dict(self.headers))
-        r = local.conn.getresponse()
-        data = r.read()
+        for attempt in (0, 1):
+            # dynalite closes idle keep-alive connections: reconnect once
+            if attempt or not hasattr(local, "conn"):
+                local.conn = http.client.HTTPConnection("127.0.0.1", upstream)
+            try:
+                local.conn.request("POST", "/", body, dict(self.headers))
+                r = local.conn.getresponse()
+                data = r.read()
+                break
+            except (OSError, http.client.HTTPException):
+                local.conn.close()
+                if attempt:
+                    raise
         self.send_response(r.status)
         for k, v in r.getheaders():
             if k.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):

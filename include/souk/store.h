@@ -4,8 +4,8 @@
  * an outbox key, an order id...) with a condition, the way DynamoDB works:
  * single-item conditional writes, queries on one key, no joins, no
  * multi-item transactions assumed. The embedded backend is SQLite
- * ("sqlite": $SOUK_DATA/souk.db, WAL); a "dynamodb" backend will implement
- * the same operations. Many processes open their own handle on the same
+ * ("sqlite": $SOUK_DATA/souk.db, WAL); "dynamodb" implements the same
+ * operations. Many processes open their own handle on the same
  * data at once; a handle belongs to one thread and must not cross fork()
  * (open it in the child).
  *
@@ -29,16 +29,13 @@
  *   during it may or may not appear.
  * - Times are int64 milliseconds since the epoch, given by the caller.
  *
- * Layout planned for DynamoDB (one table, pk/sk, sparse GSIs):
- *   USER#waid/PROFILE user; MSG#sid inbound (GSI pending: PENDING#waid while
- *   received); USER#waid/HIST#msg_sid#dir history, so the conditional put
- *   is the dedupe (HIST#ts#n without a sid), LSI on ts for the recent ones;
- *   OUT#key outbox (GSIs: DUE#state by next_attempt_ms, OFFERED#waid, SID#sid);
- *   DLV#sid/status delivery events; IDEM#key; PRODUCT#sku;
- *   USER#waid/ORDER#id order (the key holds the owner: another user's order
- *   is simply not found) with a guard item ORDERIDEM#idem_key put first;
- *   USER#waid/TICKET#id likewise; LEASE#name; USER#waid/STATE the agent's
- *   dialog state (one item, overwritten each turn). */
+ * The DynamoDB backend ("dynamodb": src/store_dynamo.c, one table
+ * ${SOUK_TABLE_PREFIX}souk made by `souk db create`) keeps the same
+ * contract with single-item conditional writes; its key design, access
+ * pattern by access pattern, is in docs/ARCHITECTURE.md. Where it differs:
+ * lists read GSIs, eventually consistent on DynamoDB; product_upsert is
+ * idempotent but not atomic; SOUK_EUNAVAIL when the endpoint cannot be
+ * reached and SOUK_EBUSY when throttled, both after retries. */
 #ifndef SOUK_STORE_H
 #define SOUK_STORE_H
 
@@ -108,7 +105,7 @@ typedef struct {
     int history_keep;     /* history entries kept per user; 0: 200 */
 } store_options_t;
 
-/* Opens backend "sqlite" (later "dynamodb") on data_dir (created if missing;
+/* Opens backend "sqlite" or "dynamodb" on data_dir (created if missing;
  * sqlite keeps data_dir/souk.db and its writers' queue souk.db.lock, mode
  * 0600), bringing the schema up to date; safe when many processes open at
  * once. opt may be NULL. On error writes a sentence to err (may be NULL):
@@ -339,8 +336,9 @@ typedef int (*store_product_cb)(const store_product_t *p, void *arg);
 /* Inserts or replaces n products, all or nothing. A bad row is SOUK_EINVAL
  * with its index in *bad (may be NULL), and nothing is written. On SQLite
  * one transaction, which every other writer waits for (50,000 rows: 0.12 s
- * here); on DynamoDB the rows go under a new catalogue generation that one
- * conditional write makes current. */
+ * here); on DynamoDB 25 rows a BatchWriteItem: a crash leaves some written
+ * (run the import again: it is idempotent), and a row replaces the whole
+ * product item. */
 int store_product_upsert(store_t *self, const store_product_t *rows, size_t n, size_t *bad);
 /* SOUK_ENOTFOUND when unknown. */
 int store_product_get(store_t *self, const char *sku, store_product_t *out);
@@ -397,12 +395,13 @@ int store_order_put(store_t *self, const store_order_t *o, store_order_t *out);
  * nothing. SOUK_EEXISTS when idem_key was used (nothing taken again; the
  * order in *out); SOUK_ESTOCK or SOUK_ENOTFOUND for line *bad_line (may be
  * NULL); SOUK_EINVAL when lines mix currencies.
- * SQLite: one transaction. DynamoDB: for each line an UpdateItem on the
- * product, stock -= qty conditioned on stock >= qty and on idem_key not yet
- * in the product's set of takes, which it joins (a retry finds its key and
- * does not take twice); then the order put conditioned on its guard item;
- * on a short line the lines already taken are given back, conditioned on
- * the key being in the set, which it leaves. */
+ * SQLite: one transaction. DynamoDB: a guard item per idem_key, then for
+ * each line an UpdateItem on the product, stock -= qty conditioned on
+ * stock >= qty and on the line's mark not yet in the product's set of
+ * takes, which it joins (a retry finds its mark and does not take twice);
+ * then the order put; on a short line the lines already taken are given
+ * back, conditioned on the mark being in the set, which it leaves (the
+ * steps: docs/ARCHITECTURE.md). */
 int store_order_place(store_t *self, const store_order_request_t *req, store_order_t *out,
                       size_t *bad_line);
 /* The order, only if it belongs to waid: another user's order is
