@@ -11,6 +11,24 @@
 #include <string.h>
 #include <time.h>
 
+char *ddb_cat(char *buf, size_t len, const char *a, const char *b)
+{
+    snprintf(buf, len, "%s%s", a, b);
+    return buf;
+}
+
+int ddb_read(store_impl_t *h, const char *pk, const char *sk,
+             int (*from)(const json_t *it, void *row), void *row)
+{
+    json_t *it;
+    int rc = ddb_get(h, pk, sk, &it);
+    if (rc == SOUK_OK) {
+        rc = from(it, row);
+        json_decref(it);
+    }
+    return rc;
+}
+
 void ddb_pad(char *buf, size_t len, int64_t n)
 {
     snprintf(buf, len, "%020" PRId64, n < 0 ? 0 : n);

@@ -70,6 +70,27 @@ typedef int (*ddb_item_cb)(store_impl_t *h, json_t *item, void *arg);
 int ddb_query(store_impl_t *h, const char *index, const char *keycond, json_t *vals, bool forward,
               int page, int limit, ddb_item_cb cb, void *arg);
 
+/* buf = a + b (truncated to len); returns buf. */
+char *ddb_cat(char *buf, size_t len, const char *a, const char *b);
+/* Reads one item (strongly consistent) into a row with from: SOUK_OK,
+ * SOUK_ENOTFOUND or an error. */
+int ddb_read(store_impl_t *h, const char *pk, const char *sk,
+             int (*from)(const json_t *it, void *row), void *row);
+
+/* Orders and tickets (src/store_dynamo_orders.c): the backend's table
+ * entries, with the contracts of souk/store.h. */
+int ddb_order_put(store_impl_t *h, const store_order_t *o, store_order_t *out);
+int ddb_order_place(store_impl_t *h, const store_order_request_t *req, store_order_t *out,
+                    size_t *bad_line);
+int ddb_order_get(store_impl_t *h, const char *order_id, const char *waid, store_order_t *out);
+int ddb_order_transition(store_impl_t *h, const char *order_id, const char *waid,
+                         store_order_status_t to, int64_t now_ms, store_order_t *out);
+int ddb_order_list(store_impl_t *h, const char *waid, store_order_cb cb, void *arg);
+int ddb_ticket_put(store_impl_t *h, const store_ticket_t *t, store_ticket_t *out);
+int ddb_ticket_get(store_impl_t *h, const char *ticket_id, const char *waid, store_ticket_t *out);
+int ddb_ticket_close(store_impl_t *h, const char *ticket_id, const char *waid, int64_t now_ms);
+int ddb_ticket_list(store_impl_t *h, const char *waid, store_ticket_cb cb, void *arg);
+
 /* A string attribute copied (NULL when absent); sets *rc on no memory. */
 char *ddb_dup(const json_t *item, const char *name, int *rc);
 
