@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 SECS="${1:-10}"
 BUILD="${BUILD:-build-release}"
 ./scripts/setup
-[ -x "$BUILD/souk" ] || ./scripts/build "$BUILD" -Dbuildtype=release
+./scripts/build "$BUILD" -Dbuildtype=release   # a no-op when up to date
 TOKEN=0123456789abcdef0123456789abcdef
 PUBLIC=https://bench.example.org
 WORK=$(mktemp -d /tmp/skd-XXXXXX)
