@@ -428,9 +428,11 @@ int supervisor_main(souk_config_t *cfg, const char *self_exe)
         fprintf(stderr, "souk: configuration error: %s\n", err);
         return SOUK_EXIT_CONFIG;
     }
+    /* the value stays in its file: a secret never reaches the log, even a
+     * development one (souk chat and the tests read the file) */
     if (cfg->token_generated)
-        fprintf(stderr, "souk: development TWILIO_AUTH_TOKEN=%s (stored in %s/dev-token)\n",
-                cfg->twilio_auth_token, cfg->data_dir);
+        fprintf(stderr, "souk: no TWILIO_AUTH_TOKEN: using the development token in %s/dev-token\n",
+                cfg->data_dir);
     souk_log_init("supervisor", cfg->log_format, cfg->log_level);
     sup_t sup = { .cfg = cfg, .exe = self_exe, .pid = getpid(), .sigfd = -1, .lockfd = -1 };
     sup.started_ms = souk_now_ms();

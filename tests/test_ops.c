@@ -481,6 +481,27 @@ static void logs_json_and_level(void **state)
     free(log);
 }
 
+/* Without TWILIO_AUTH_TOKEN souk makes a development token in the data
+ * folder: the log says where it is, never what it is. */
+static void logs_dev_token_stays_in_its_file(void **state)
+{
+    (void)state;
+    const char *const env[] = { "TWILIO_AUTH_TOKEN=", NULL };
+    harness_t h;
+    assert_int_equal(harness_start(&h, env), 0);
+    char path[256];
+    snprintf(path, sizeof path, "%s/dev-token", h.data);
+    char *token = s_read_file(path);
+    assert_non_null(token);
+    token[strcspn(token, "\r\n")] = '\0';
+    assert_true(strlen(token) >= 16);
+    char *log = s_stop_with_log(&h);
+    assert_non_null(strstr(log, "dev-token"));
+    assert_null(strstr(log, token));
+    free(log);
+    free(token);
+}
+
 /* ---- systemd ------------------------------------------------------------------ */
 
 static int s_bind_notify(const char *path)
@@ -742,6 +763,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(logs_request_id_to_sender),
         cmocka_unit_test(logs_request_id_to_tools),
         cmocka_unit_test(logs_json_and_level),
+        cmocka_unit_test(logs_dev_token_stays_in_its_file),
         cmocka_unit_test(notify_protocol),
         cmocka_unit_test(unit_verifies),
         cmocka_unit_test(dockerfile_reads_right),
