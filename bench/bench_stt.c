@@ -11,6 +11,7 @@
  * Figures in docs/BENCHMARKS.md. */
 #include "souk/error.h"
 #include "souk/stt.h"
+#include "../tests/slurp.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -38,24 +39,6 @@ static double s_median(double *v, size_t n)
 {
     qsort(v, n, sizeof *v, s_cmp);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static char *s_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
 }
 
 int main(int argc, char **argv)
@@ -92,7 +75,7 @@ int main(int argc, char **argv)
             return 1;
         snprintf(cmd, sizeof cmd, "%s/p.ogg", dir);
         size_t len;
-        char *ogg = s_slurp(cmd, &len), err[256];
+        char *ogg = slurp(cmd, &len), err[256];
         for (int r = 0; ogg && r < rounds; r++) {
             int16_t *pcm;
             size_t samples;

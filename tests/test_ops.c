@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fake_proc.h"
 #include "harness.h"
 
 #define WAIT_MS 10000
@@ -240,61 +240,20 @@ static void metrics_count_hung_actor(void **state)
 
 #define ACCOUNT "AC0123456789abcdef0123456789abcdef"
 static void s_no_secret_or_number(const char *log, const char *waid);
-extern char **environ;
-
-static pid_t s_fake_start(int *port)
-{
-    char script[1024];
-    snprintf(script, sizeof script, "%s/tests/fakes/twilio_fake.py", getenv("SOUK_SRC"));
-    int out[2];
-    assert_int_equal(pipe(out), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    char *argv[] = { "python3", script, "--account-sid", ACCOUNT, "--auth-token", HARNESS_TOKEN,
-                     NULL };
-    pid_t pid = 0;
-    assert_int_equal(posix_spawnp(&pid, "python3", &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    FILE *p = fdopen(out[0], "r");
-    char line[64] = "";
-    if (!fgets(line, sizeof line, p)) /* the fake prints its port first */
-        line[0] = '\0';
-    fclose(p);
-    *port = atoi(line);
-    assert_true(*port > 0);
-    return pid;
-}
-
-static void s_fake_script(int port, const char *json)
-{
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/_fake/script", port);
-    CURL *c = curl_easy_init();
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    long status = 0;
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    assert_int_equal(status, 200);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
-}
-
 /* A refused send is counted under Twilio's error code, an accepted one as
  * sent, both with their send time. */
 static void metrics_send_errors_by_code(void **state)
 {
     (void)state;
-    int port;
-    pid_t fake = s_fake_start(&port);
-    s_fake_script(port, "{\"rules\": [{\"status\": 400, \"code\": 21211, \"times\": 1}]}");
+    const char *args[] = { "--account-sid", ACCOUNT, "--auth-token", HARNESS_TOKEN, NULL };
+    fake_proc_t fake;
+    assert_int_equal(fake_proc_start(&fake, "twilio_fake.py", args), 0);
+    json_t *ok = fake_proc_call(&fake, "POST", "/_fake/script",
+                                "{\"rules\": [{\"status\": 400, \"code\": 21211, \"times\": 1}]}");
+    assert_non_null(ok);
+    json_decref(ok);
     char api[64];
-    snprintf(api, sizeof api, "TWILIO_API_BASE=http://127.0.0.1:%d", port);
+    snprintf(api, sizeof api, "TWILIO_API_BASE=http://127.0.0.1:%d", fake.port);
     const char *const env[] = { "SOUK_REPLY_BUDGET_MS=100", "SOUK_DEBOUNCE_MS=600",
                                 "SOUK_HEARTBEAT_MS=100", "TWILIO_ACCOUNT_SID=" ACCOUNT,
                                 "TWILIO_WHATSAPP_FROM=whatsapp:+14155238886", api, NULL };
@@ -314,8 +273,7 @@ static void metrics_send_errors_by_code(void **state)
     char *log = s_stop_with_log(&h);
     s_no_secret_or_number(log, "15550004001");
     free(log);
-    kill(fake, SIGTERM);
-    waitpid(fake, NULL, 0);
+    fake_proc_stop(&fake);
 }
 
 /* ---- logs ------------------------------------------------------------------- */
