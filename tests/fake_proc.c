@@ -75,6 +75,12 @@ static size_t s_collect(char *data, size_t size, size_t n, void *arg)
 json_t *fake_proc_call(const fake_proc_t *f, const char *method, const char *path,
                        const char *json_body)
 {
+    return fake_proc_call_ms(f, method, path, json_body, 10000);
+}
+
+json_t *fake_proc_call_ms(const fake_proc_t *f, const char *method, const char *path,
+                          const char *json_body, long timeout_ms)
+{
     if (souk_curl_load(NULL, 0) != 0)
         return NULL;
     char url[256], *buf = NULL;
@@ -93,7 +99,7 @@ json_t *fake_proc_call(const fake_proc_t *f, const char *method, const char *pat
             curl_easy_setopt(e, CURLOPT_POSTFIELDS, json_body);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_collect);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, mem);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         cc = curl_easy_perform(e);
         if (cc == CURLE_OK)

@@ -29,5 +29,9 @@ void fake_proc_stop(fake_proc_t *f);
  * or it was not JSON. libcurl is loaded through souk/curl.h. */
 json_t *fake_proc_call(const fake_proc_t *f, const char *method, const char *path,
                        const char *json_body);
+/* The same within timeout_ms, for a control request the fake holds until
+ * what it waits for has come. */
+json_t *fake_proc_call_ms(const fake_proc_t *f, const char *method, const char *path,
+                          const char *json_body, long timeout_ms);
 
 #endif

@@ -6,6 +6,7 @@
  * customer's own words or a sum of prices before it, every *bold* name a
  * product of the catalogue or an id a tool gave, and a turn that changed
  * anything was one agent_path() called ASYNC. */
+#include "assert_text.h"
 #include "slurp.h"
 #include "souk/agent.h"
 #include "souk/error.h"
@@ -365,21 +366,6 @@ static const char *say(conv_t *c, const char *text)
     return reply;
 }
 
-static bool has(const char *reply, const char *needle)
-{
-    return strstr(reply, needle) != NULL;
-}
-
-#define assert_has(reply, needle)                                                \
-    do {                                                                         \
-        if (!has(reply, needle))                                                 \
-            fail_msg("expected \"%s\" in:\n%s", needle, reply);                  \
-    } while (0)
-#define assert_lacks(reply, needle)                                              \
-    do {                                                                         \
-        if (has(reply, needle))                                                  \
-            fail_msg("did not expect \"%s\" in:\n%s", needle, reply);            \
-    } while (0)
 
 /* ---- store helpers ----------------------------------------------------------------- */
 

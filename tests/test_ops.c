@@ -32,6 +32,7 @@
 
 #include "fake_proc.h"
 #include "harness.h"
+#include "slurp.h"
 
 #define WAIT_MS 10000
 
@@ -45,29 +46,11 @@ static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *f
     return remove(path);
 }
 
-static char *s_read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    char chunk[8192];
-    size_t n;
-    while (mem && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, mem);
-    if (mem)
-        fclose(mem);
-    fclose(f);
-    return text ? text : strdup("");
-}
-
 /* Stops souk, keeps its log for the caller, removes the folder. */
 static char *s_stop_with_log(harness_t *h)
 {
     assert_int_equal(harness_stop(h, true), 0);
-    char *log = s_read_file(h->log_path);
+    char *log = slurp(h->log_path, NULL);
     nftw(h->data, s_rm, 16, FTW_DEPTH | FTW_PHYS);
     return log;
 }
@@ -508,7 +491,7 @@ static void unit_verifies(void **state)
     }
     char unit_in[512];
     snprintf(unit_in, sizeof unit_in, "%s/scripts/souk.service", src);
-    char *unit = s_read_file(unit_in);
+    char *unit = slurp(unit_in, NULL);
     assert_non_null(unit);
     const char *keys[] = { "Type=notify", "WatchdogSec=", "Restart=on-failure", "EnvironmentFile=",
                            "User=souk", "NoNewPrivileges=yes", "ProtectSystem=strict",
@@ -536,7 +519,7 @@ static void unit_verifies(void **state)
     snprintf(cmd, sizeof cmd, "systemd-analyze verify --man=no %s > %s/out 2>&1", path, dir);
     int rc = system(cmd);
     snprintf(path, sizeof path, "%s/out", dir);
-    char *out = s_read_file(path);
+    char *out = slurp(path, NULL);
     /* the unit's own lines must be clean; the host's other units are not ours */
     bool ours = out && strstr(out, "souk.service:");
     if (rc != 0 || ours)
@@ -557,7 +540,7 @@ static void dockerfile_reads_right(void **state)
     const char *src = getenv("SOUK_SRC");
     char path[512];
     snprintf(path, sizeof path, "%s/Dockerfile", src);
-    char *d = s_read_file(path);
+    char *d = slurp(path, NULL);
     assert_non_null(d);
     const char *build = strstr(d, "FROM debian:12-slim AS build");
     assert_non_null(build);
@@ -577,7 +560,7 @@ static void dockerfile_reads_right(void **state)
     assert_non_null(strstr(runtime, "CMD [\"serve\"]"));
     free(d);
     snprintf(path, sizeof path, "%s/.dockerignore", src);
-    d = s_read_file(path);
+    d = slurp(path, NULL);
     assert_non_null(d);
     assert_non_null(strstr(d, "build"));
     assert_non_null(strstr(d, ".git"));
@@ -605,9 +588,9 @@ static int s_souk(const char *env, const char *args, char **out, char **err)
     int status = system(cmd);
     char path[128];
     snprintf(path, sizeof path, "%s/out", dir);
-    *out = s_read_file(path);
+    *out = slurp(path, NULL);
     snprintf(path, sizeof path, "%s/err", dir);
-    *err = s_read_file(path);
+    *err = slurp(path, NULL);
     nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
