@@ -13,6 +13,7 @@
 #include "souk/error.h"
 #include "souk/stt.h"
 #include "../tests/slurp.h"
+#include "../tests/voice_note.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -57,9 +58,7 @@ int main(int argc, char **argv)
         line[strcspn(line, "\n")] = '\0';
         if (!*line || *line == '#')
             continue;
-        snprintf(cmd, sizeof cmd, "espeak-ng -v en-us -s 150 -w %s/p.wav '%s' && "
-                 "opusenc --quiet %s/p.wav %s/p.ogg", dir, line, dir, dir);
-        if (system(cmd) != 0)
+        if (voice_note_say(dir, "p", line) != 0)
             return 1;
         snprintf(cmd, sizeof cmd, "%s/p.ogg", dir);
         size_t len;

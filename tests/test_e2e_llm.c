@@ -91,7 +91,6 @@ static char *s_say(llm_shop_t *s, const char *waid, const char *text, char answe
     return reply;
 }
 
-
 /* The orders of waid, as the merchant sees them. Caller decrefs. */
 static json_t *s_orders(llm_shop_t *s, const char *waid)
 {

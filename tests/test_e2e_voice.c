@@ -15,6 +15,7 @@
 
 #include "fake_proc.h"
 #include "harness.h"
+#include "voice_note.h"
 
 #include <jansson.h>
 #include <signal.h>
@@ -36,14 +37,6 @@ static fake_proc_t s_fake;
 static char s_dir[64];
 static bool s_started;
 
-static int s_run(const char *cmd)
-{
-    int rc = system(cmd);
-    if (rc != 0)
-        fprintf(stderr, "failed (%d): %s\n", rc, cmd);
-    return rc;
-}
-
 static int s_setup(void **state)
 {
     (void)state;
@@ -51,13 +44,9 @@ static int s_setup(void **state)
     if (!mkdtemp(s_dir))
         return -1;
     char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "espeak-ng -v en-us -s 150 -w %s/v.wav 'show me running shoes' && "
-             "opusenc --quiet %s/v.wav %s/MEvoice.ogg && head -c 2000 /dev/urandom > %s/MEpic.jpg && "
-             "espeak-ng -v en-us -s 150 -w %s/o.wav 'my grandmother plays the violin' && "
-             "opusenc --quiet %s/o.wav %s/MEood.ogg",
-             s_dir, s_dir, s_dir, s_dir, s_dir, s_dir, s_dir);
-    if (s_run(cmd) != 0)
+    snprintf(cmd, sizeof cmd, "head -c 2000 /dev/urandom > %s/MEpic.jpg", s_dir);
+    if (voice_note_say(s_dir, "MEvoice", "show me running shoes") != 0 ||
+        voice_note_say(s_dir, "MEood", "my grandmother plays the violin") != 0 || system(cmd) != 0)
         return -1;
     const char *args[] = { "--dir", s_dir, "--account-sid", ACCOUNT, "--auth-token",
                            HARNESS_TOKEN, NULL };

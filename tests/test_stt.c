@@ -17,6 +17,7 @@
 
 #include "fake_proc.h"
 #include "slurp.h"
+#include "voice_note.h"
 #include "souk/error.h"
 #include "souk/stt.h"
 
@@ -43,16 +44,6 @@ static int s_run(const char *cmd)
     return rc;
 }
 
-/* Makes <dir>/<name>.ogg saying text. */
-static int s_say(const char *text, const char *name)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "espeak-ng -v en-us -s 150 -w %s/%s.wav '%s' && opusenc --quiet %s/%s.wav %s/%s.ogg",
-             s_dir, name, text, s_dir, name, s_dir, name);
-    return s_run(cmd);
-}
-
 static int s_setup(void **state)
 {
     (void)state;
@@ -75,7 +66,7 @@ static int s_setup(void **state)
     for (size_t i = 0; i < s_n; i++) {
         char name[32];
         snprintf(name, sizeof name, "p%02zu", i);
-        if (s_say(s_phrases[i], name) != 0)
+        if (voice_note_say(s_dir, name, s_phrases[i]) != 0)
             return -1;
     }
     /* the shop's model, as `souk import` writes it for the demo shop */
@@ -166,7 +157,7 @@ static void test_running_shoes(void **state)
 static void test_out_of_domain(void **state)
 {
     (void)state;
-    assert_int_equal(s_say("my grandmother plays the violin", "ood"), 0);
+    assert_int_equal(voice_note_say(s_dir, "ood", "my grandmother plays the violin"), 0);
     char path[128], shop[96], err[256];
     snprintf(path, sizeof path, "%s/ood.ogg", s_dir);
     snprintf(shop, sizeof shop, "%s/data/stt", s_dir);
