@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "../tests/openai_fake.h"
+#include "bench.h"
 #include "souk/actor.h"
 #include "souk/error.h"
 #include "souk/llm.h"
@@ -29,19 +30,6 @@ static double s_cpu_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static double s_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 /* ---- saved ------------------------------------------------------------------------ */
@@ -144,9 +132,9 @@ static int s_overhead(int turns)
                            .history = hist, .n_history = 6 };
         agent_output_t out;
         llm_turn_info_t info;
-        double c0 = s_cpu_ms(), w0 = s_wall_ms();
+        double c0 = s_cpu_ms(), w0 = bench_ms();
         int rc = llm_turn(llm, fb, &in, &out, &info);
-        double c1 = s_cpu_ms(), w1 = s_wall_ms();
+        double c1 = s_cpu_ms(), w1 = bench_ms();
         if (rc != SOUK_OK || info.fallback || info.steps != 3) {
             fprintf(stderr, "bench_llm: turn %d: rc=%d fallback=%d steps=%d\n", i, rc,
                     info.fallback, info.steps);
@@ -159,8 +147,8 @@ static int s_overhead(int turns)
         }
         agent_output_clear(&out);
     }
-    qsort(cpu, (size_t)done, sizeof *cpu, s_cmp);
-    qsort(wall, (size_t)done, sizeof *wall, s_cmp);
+    qsort(cpu, (size_t)done, sizeof *cpu, bench_cmp_double);
+    qsort(wall, (size_t)done, sizeof *wall, bench_cmp_double);
     printf("%d turns of 3 model calls and 2 tool calls each\n", done);
     printf("CPU per turn (souk's side, the model excluded): p50 %.3f ms, p99 %.3f ms\n",
            cpu[done / 2], cpu[done * 99 / 100]);

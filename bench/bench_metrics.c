@@ -3,25 +3,13 @@
  * them — SOUK_SESSIONS_MAX) added up and rendered, as sup_metrics_render
  * does. Usage: bench_metrics [N [ROUNDS]]. Prints the median and the worst
  * round in milliseconds, and the sizes. */
+#include "bench.h"
 #include "souk/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double s_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv)
 {
@@ -36,7 +24,7 @@ int main(int argc, char **argv)
     double *t = calloc((size_t)rounds, sizeof *t);
     size_t out_len = 0;
     for (int r = 0; r < rounds; r++) {
-        double start = s_ms();
+        double start = bench_ms();
         souk_metrics_merge_t *m = souk_metrics_merge_new();
         for (int i = 0; i < n; i++)
             souk_metrics_merge_add(m, fragment, false);
@@ -44,9 +32,9 @@ int main(int argc, char **argv)
         out_len = strlen(text);
         free(text);
         souk_metrics_merge_destroy(&m);
-        t[r] = s_ms() - start;
+        t[r] = bench_ms() - start;
     }
-    qsort(t, (size_t)rounds, sizeof *t, s_cmp);
+    qsort(t, (size_t)rounds, sizeof *t, bench_cmp_double);
     printf("actors=%d fragment_bytes=%zu exposition_bytes=%zu scrape_ms_p50=%.2f scrape_ms_max=%.2f\n",
            n, strlen(fragment), out_len, t[rounds / 2], t[rounds - 1]);
     free(t);

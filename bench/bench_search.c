@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "souk/error.h"
 #include "souk/search.h"
 #include "souk/vindex.h"
@@ -188,22 +189,9 @@ static void make_query(char *out, size_t len, int with_price)
 
 /* ---- measuring ------------------------------------------------------------------ */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void percentiles(double *v, size_t n, double *p50, double *p99)
 {
-    qsort(v, n, sizeof *v, cmp_double);
+    qsort(v, n, sizeof *v, bench_cmp_double);
     *p50 = v[n / 2] * 1e3;
     *p99 = v[n * 99 / 100 < n ? n * 99 / 100 : n - 1] * 1e3;
 }
@@ -291,13 +279,13 @@ static void run(size_t n, const char *dir)
     embed_id_t id;
     embed_identity(e, &id);
 
-    double t0 = now();
+    double t0 = bench_seconds();
     vindex_t *vx;
     if (vindex_open(path, 0, &vx, err, sizeof err) != SOUK_OK) {
         fprintf(stderr, "open: %s\n", err);
         exit(1);
     }
-    double open_ms = (now() - t0) * 1e3;
+    double open_ms = (bench_seconds() - t0) * 1e3;
 
     double *lat = malloc(nq * sizeof *lat), *lat_f = malloc(nq * sizeof *lat_f);
     double *lat_s = malloc(nq * sizeof *lat_s), recall = 0;
@@ -305,12 +293,12 @@ static void run(size_t n, const char *dir)
     long truth[K];
     for (size_t q = 0; q < nq; q++) {
         int got;
-        t0 = now();
+        t0 = bench_seconds();
         vindex_query(vx, &id, qv + q * (size_t)dim, NULL, K, hits, &got, err, sizeof err);
-        lat[q] = now() - t0;
-        t0 = now();
+        lat[q] = bench_seconds() - t0;
+        t0 = bench_seconds();
         float_topk(vecs, n, dim, qv + q * (size_t)dim, truth);
-        lat_f[q] = now() - t0;
+        lat_f[q] = bench_seconds() - t0;
         recall += overlap(truth, hits, got);
     }
     recall /= (double)nq;
@@ -322,9 +310,9 @@ static void run(size_t n, const char *dir)
     search_hit_t sh[K];
     for (size_t q = 0; q < nq; q++) {
         int got;
-        t0 = now();
+        t0 = bench_seconds();
         search_query(s, texts[q], NULL, K, sh, &got);
-        lat_s[q] = now() - t0;
+        lat_s[q] = bench_seconds() - t0;
     }
 
     double p50, p99, f50, f99, s50, s99;
@@ -353,9 +341,9 @@ static void run(size_t n, const char *dir)
     float fs[K];
     long fi[K];
     for (size_t q = 0; q < nq; q++) {
-        t0 = now();
+        t0 = bench_seconds();
         bench_faiss_search(fx, qv + q * (size_t)dim, K, fs, fi);
-        lat_f[q] = now() - t0;
+        lat_f[q] = bench_seconds() - t0;
     }
     percentiles(lat_f, nq, &f50, &f99);
     printf("%-38s p50 %8.3f ms  p99 %8.3f ms\n", "FAISS IndexFlatIP (float, 1 thread)", f50, f99);

@@ -9,8 +9,11 @@
  *                                 it runs build/souk import for the model)
  *
  * Figures in docs/BENCHMARKS.md. */
+#include "bench.h"
 #include "souk/error.h"
 #include "souk/stt.h"
+#include "../tests/slurp.h"
+#include "../tests/voice_note.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -21,41 +24,10 @@
 #define PHRASES_MAX 64
 #define ROUNDS_MAX 50
 
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int s_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double s_median(double *v, size_t n)
 {
-    qsort(v, n, sizeof *v, s_cmp);
+    qsort(v, n, sizeof *v, bench_cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static char *s_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
 }
 
 int main(int argc, char **argv)
@@ -86,28 +58,26 @@ int main(int argc, char **argv)
         line[strcspn(line, "\n")] = '\0';
         if (!*line || *line == '#')
             continue;
-        snprintf(cmd, sizeof cmd, "espeak-ng -v en-us -s 150 -w %s/p.wav '%s' && "
-                 "opusenc --quiet %s/p.wav %s/p.ogg", dir, line, dir, dir);
-        if (system(cmd) != 0)
+        if (voice_note_say(dir, "p", line) != 0)
             return 1;
         snprintf(cmd, sizeof cmd, "%s/p.ogg", dir);
         size_t len;
-        char *ogg = s_slurp(cmd, &len), err[256];
+        char *ogg = slurp(cmd, &len), err[256];
         for (int r = 0; ogg && r < rounds; r++) {
             int16_t *pcm;
             size_t samples;
             stt_result_t a, b;
-            double t0 = s_now();
+            double t0 = bench_seconds();
             if (stt_decode_ogg(ogg, len, &pcm, &samples, err, sizeof err) != SOUK_OK)
                 return 1;
-            double t1 = s_now();
+            double t1 = bench_seconds();
             stt_sphinx_t with_shop = { .shop_dir = shop }, generic = { 0 };
             if (stt_sphinx_transcribe(&with_shop, pcm, samples, &a, err, sizeof err) != SOUK_OK)
                 return 1;
-            double t2 = s_now();
+            double t2 = bench_seconds();
             if (stt_sphinx_transcribe(&generic, pcm, samples, &b, err, sizeof err) != SOUK_OK)
                 return 1;
-            double t3 = s_now();
+            double t3 = bench_seconds();
             t_dec[r] += t1 - t0;
             t_shop[r] += t2 - t1;
             t_gen[r] += t3 - t2;

@@ -4,14 +4,14 @@
 #ifndef SOUK_TEST_OPENAI_FAKE_H
 #define SOUK_TEST_OPENAI_FAKE_H
 
+#include "fake_proc.h"
+
 #include <jansson.h>
-#include <sys/types.h>
 
 #define FAKE_KEY "sk-test-0123456789"
 
 typedef struct {
-    pid_t pid;
-    int port;
+    fake_proc_t proc;
     char base_url[64];     /* http://127.0.0.1:PORT/v1 */
 } openai_fake_t;
 

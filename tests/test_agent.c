@@ -6,6 +6,8 @@
  * customer's own words or a sum of prices before it, every *bold* name a
  * product of the catalogue or an id a tool gave, and a turn that changed
  * anything was one agent_path() called ASYNC. */
+#include "assert_text.h"
+#include "slurp.h"
 #include "souk/agent.h"
 #include "souk/error.h"
 #include "souk/search.h"
@@ -50,25 +52,6 @@ typedef struct {
     bool lose_codes;            /* a failed call answers SOUK_OK with only its sentence */
 } fx_t;
 
-static char *s_read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t) n + 1);
-    if (buf && fread(buf, 1, (size_t) n, f) != (size_t) n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf)
-        buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static char *s_dup_or_null(const json_t *v)
 {
     return json_is_string(v) ? strdup(json_string_value(v)) : NULL;
@@ -79,7 +62,7 @@ static void s_load_catalogue(fx_t *fx)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/data/demo/products.jsonl", SOUK_SRC_DIR);
-    char *text = s_read_file(path);
+    char *text = slurp(path, NULL);
     assert_non_null(text);
     store_product_t rows[256];
     size_t n = 0;
@@ -383,21 +366,6 @@ static const char *say(conv_t *c, const char *text)
     return reply;
 }
 
-static bool has(const char *reply, const char *needle)
-{
-    return strstr(reply, needle) != NULL;
-}
-
-#define assert_has(reply, needle)                                                \
-    do {                                                                         \
-        if (!has(reply, needle))                                                 \
-            fail_msg("expected \"%s\" in:\n%s", needle, reply);                  \
-    } while (0)
-#define assert_lacks(reply, needle)                                              \
-    do {                                                                         \
-        if (has(reply, needle))                                                  \
-            fail_msg("did not expect \"%s\" in:\n%s", needle, reply);            \
-    } while (0)
 
 /* ---- store helpers ----------------------------------------------------------------- */
 

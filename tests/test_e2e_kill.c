@@ -49,7 +49,6 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,12 +58,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fake_proc.h"
 #include "harness.h"
 #include "souk/actor.h"
 #include "souk/error.h"
 #include "souk/store.h"
 
-extern char **environ;
 
 #define ACCOUNT "AC5e55a5e55a5e55a5e55a5e55a5e55a5"
 #define FROM "whatsapp:+14155238886"
@@ -141,91 +140,16 @@ static void s_wall_stamp(char out[32])
 
 /* ---- the fake Twilio: one per scenario ----------------------------------------------- */
 
-typedef struct {
-    pid_t pid;
-    int port;
-} fake_t;
-
-static int s_fake_start(fake_t *f)
+static int s_fake_start(fake_proc_t *f)
 {
-    const char *src = getenv("SOUK_SRC");
-    char script[1024];
-    snprintf(script, sizeof script, "%s/tests/fakes/twilio_fake.py", src ? src : ".");
-    int out[2];
-    if (pipe(out) < 0)
-        return -1;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    char *argv[] = { "python3", script, "--account-sid", ACCOUNT, "--auth-token", HARNESS_TOKEN,
-                     NULL };
-    int rc = posix_spawnp(&f->pid, "python3", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    if (rc != 0) {
-        close(out[0]);
-        return -1;
-    }
-    FILE *p = fdopen(out[0], "r");
-    char line[64] = "";
-    if (!p)
-        return -1;
-    if (!fgets(line, sizeof line, p))
-        line[0] = '\0';
-    fclose(p);
-    f->port = atoi(line);
-    return f->port > 0 ? 0 : -1;
-}
-
-static void s_fake_stop(fake_t *f)
-{
-    if (f->pid > 0) {
-        kill(f->pid, SIGTERM);
-        waitpid(f->pid, NULL, 0);
-        f->pid = 0;
-    }
-}
-
-static size_t s_collect(char *data, size_t size, size_t n, void *arg)
-{
-    return fwrite(data, size, n, arg) * size;
-}
-
-/* A request to the fake's control endpoints; the answer parsed, or NULL. */
-static json_t *s_fake_call(const fake_t *f, const char *method, const char *path,
-                           const char *json_body)
-{
-    char url[128], *buf = NULL;
-    size_t len = 0;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", f->port, path);
-    FILE *mem = open_memstream(&buf, &len);
-    if (!mem)
-        return NULL;
-    CURL *e = curl_easy_init();
-    CURLcode cc = CURLE_FAILED_INIT;
-    if (e) {
-        curl_easy_setopt(e, CURLOPT_URL, url);
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-        if (json_body)
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, json_body);
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_collect);
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, mem);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-        cc = curl_easy_perform(e);
-        curl_easy_cleanup(e);
-    }
-    fclose(mem);
-    json_t *doc = cc == CURLE_OK ? json_loads(buf, 0, NULL) : NULL;
-    free(buf);
-    return doc;
+    const char *args[] = { "--account-sid", ACCOUNT, "--auth-token", HARNESS_TOKEN, NULL };
+    return fake_proc_start(f, "twilio_fake.py", args);
 }
 
 /* Every message the fake accepted: {"messages": [...], "attempts": [...]}. */
-static json_t *s_fake_seen(const fake_t *f)
+static json_t *s_fake_seen(const fake_proc_t *f)
 {
-    return s_fake_call(f, "GET", "/_fake/messages", NULL);
+    return fake_proc_call(f, "GET", "/_fake/messages", NULL);
 }
 
 /* ---- one scenario -------------------------------------------------------------------- */
@@ -273,7 +197,7 @@ typedef struct {
     const scenario_t *sc;
     uint64_t seed;
     harness_t h;
-    fake_t fake;
+    fake_proc_t fake;
     msg_rec_t msgs[MSGS];
     atomic_int users_done;
     atomic_int resends;
@@ -766,7 +690,7 @@ static int s_start(run_t *run)
         char rules[96];
         snprintf(rules, sizeof rules, "{\"rules\":[{\"delay_ms\":%d,\"times\":-1}]}",
                  sc->fake_delay_ms);
-        json_decref(s_fake_call(&run->fake, "POST", "/_fake/script", rules));
+        json_decref(fake_proc_call(&run->fake, "POST", "/_fake/script", rules));
     }
     char base[64], budget[48], debounce[48];
     snprintf(base, sizeof base, "TWILIO_API_BASE=http://127.0.0.1:%d", run->fake.port);
@@ -782,7 +706,7 @@ static int s_start(run_t *run)
         "TWILIO_ACCOUNT_SID=" ACCOUNT, base, "TWILIO_WHATSAPP_FROM=" FROM, NULL,
     };
     if (harness_start(&run->h, env) != 0) {
-        s_fake_stop(&run->fake);
+        fake_proc_stop(&run->fake);
         return -1;
     }
     return 0;
@@ -922,7 +846,7 @@ static void s_run(run_t *run)
         s_print_kills(run);
     store_close(&st);
     int code = harness_stop(&run->h, !ok);
-    s_fake_stop(&run->fake);
+    fake_proc_stop(&run->fake);
     for (int i = 0; i < MSGS; i++)
         free(run->msgs[i].reply);
     if (!ok)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assert_text.h"
 #include "harness.h"
 #include "openai_fake.h"
 
@@ -89,13 +90,6 @@ static char *s_say(llm_shop_t *s, const char *waid, const char *text, char answe
     assert_non_null(reply);
     return reply;
 }
-
-#define assert_has(text, needle)                                                  \
-    do {                                                                          \
-        const char *t_ = (text);                                                  \
-        if (!t_ || !strstr(t_, needle))                                           \
-            fail_msg("expected \"%s\" in:\n%s", needle, t_ ? t_ : "(nothing)");   \
-    } while (0)
 
 /* The orders of waid, as the merchant sees them. Caller decrefs. */
 static json_t *s_orders(llm_shop_t *s, const char *waid)

@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "assert_text.h"
 #include "dynalite.h"
 #include "harness.h"
 #include "pinecone_ctl.h"
@@ -396,20 +397,6 @@ static int count_out(const shop_t *s, const char *to, const char *needle)
         n += s_matches(&s->out[i], to, needle);
     return n;
 }
-
-#define assert_has(text, needle)                                                  \
-    do {                                                                          \
-        const char *t_ = (text);                                                  \
-        if (!t_ || !strstr(t_, needle))                                           \
-            fail_msg("expected \"%s\" in:\n%s", needle, t_ ? t_ : "(nothing)");   \
-    } while (0)
-#define assert_lacks(text, needle)                                                \
-    do {                                                                          \
-        const char *t_ = (text);                                                  \
-        assert_non_null(t_);                                                      \
-        if (strstr(t_, needle))                                                   \
-            fail_msg("did not expect \"%s\" in:\n%s", needle, t_);                \
-    } while (0)
 
 /* Sends text from waid; the answer must be `answer` (inline, later, none).
  * Returns the TwiML message (the shop owns it; NULL for none). sid: NULL

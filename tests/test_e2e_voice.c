@@ -15,7 +15,7 @@
 
 #include "fake_proc.h"
 #include "harness.h"
-#include "souk/media.h"
+#include "voice_note.h"
 
 #include <jansson.h>
 #include <signal.h>
@@ -37,14 +37,6 @@ static fake_proc_t s_fake;
 static char s_dir[64];
 static bool s_started;
 
-static int s_run(const char *cmd)
-{
-    int rc = system(cmd);
-    if (rc != 0)
-        fprintf(stderr, "failed (%d): %s\n", rc, cmd);
-    return rc;
-}
-
 static int s_setup(void **state)
 {
     (void)state;
@@ -52,13 +44,9 @@ static int s_setup(void **state)
     if (!mkdtemp(s_dir))
         return -1;
     char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "espeak-ng -v en-us -s 150 -w %s/v.wav 'show me running shoes' && "
-             "opusenc --quiet %s/v.wav %s/MEvoice.ogg && head -c 2000 /dev/urandom > %s/MEpic.jpg && "
-             "espeak-ng -v en-us -s 150 -w %s/o.wav 'my grandmother plays the violin' && "
-             "opusenc --quiet %s/o.wav %s/MEood.ogg",
-             s_dir, s_dir, s_dir, s_dir, s_dir, s_dir, s_dir);
-    if (s_run(cmd) != 0)
+    snprintf(cmd, sizeof cmd, "head -c 2000 /dev/urandom > %s/MEpic.jpg", s_dir);
+    if (voice_note_say(s_dir, "MEvoice", "show me running shoes") != 0 ||
+        voice_note_say(s_dir, "MEood", "my grandmother plays the violin") != 0 || system(cmd) != 0)
         return -1;
     const char *args[] = { "--dir", s_dir, "--account-sid", ACCOUNT, "--auth-token",
                            HARNESS_TOKEN, NULL };
@@ -172,18 +160,28 @@ static void s_post(const char *waid, const char *sid, const char *const *extra,
     assert_int_equal(out->status, 200);
 }
 
-/* A GET on the fake (its control endpoints); the answer parsed. */
+/* The fake's URL of media `name` of message sid, as Twilio gives it. */
+static void s_media_url(char url[256], const char *sid, const char *name)
+{
+    snprintf(url, 256, "http://127.0.0.1:%d/2010-04-01/Accounts/" ACCOUNT "/Messages/%s/Media/%s",
+             s_fake.port, sid, name);
+}
+
+/* Posts a message from waid with body and one media: at url, of content
+ * type ctype, WhatsApp's MessageType type. */
+static void s_post_media(const char *waid, const char *sid, const char *body, const char *url,
+                         const char *ctype, const char *type, harness_reply_t *out)
+{
+    const char *extra[] = { "Body", body, "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
+                            ctype, "MessageType", type, NULL };
+    s_post(waid, sid, extra, out);
+}
+
+/* A GET on the fake (its control endpoints, some held until what they wait
+ * for has come); the answer parsed. */
 static json_t *s_fake_get(const char *path)
 {
-    char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s_fake.port, path);
-    media_fetch_t o = { .url = url, .hosts = "127.0.0.1", .timeout_ms = 120000 };
-    media_blob_t b;
-    if (media_fetch(&o, &b, NULL, 0) != 0)
-        return NULL;
-    json_t *doc = json_loads(b.data, 0, NULL);
-    media_blob_clear(&b);
-    return doc;
+    return fake_proc_call_ms(&s_fake, "GET", path, NULL, 120000);
 }
 
 /* The body of the first outbound message to waid, waiting (the fake holds
@@ -221,12 +219,9 @@ static void test_voice_note_reaches_search(void **state)
 {
     (void)state;
     char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/2010-04-01/Accounts/" ACCOUNT
-             "/Messages/MM00000000000000000000000000voice/Media/MEvoice.ogg", s_fake.port);
-    const char *extra[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
-                            "audio/ogg", "MessageType", "audio", NULL };
+    s_media_url(url, "MM00000000000000000000000000voice", "MEvoice.ogg");
     harness_reply_t r = { 0 };
-    s_post(ANA, "MM00000000000000000000000000voice", extra, &r);
+    s_post_media(ANA, "MM00000000000000000000000000voice", "", url, "audio/ogg", "audio", &r);
     assert_string_equal(r.answer, "later");
     assert_non_null(r.message);
     assert_non_null(strstr(r.message, "listening"));
@@ -264,12 +259,10 @@ static void test_unsure_says_what_was_heard(void **state)
 {
     (void)state;
     char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/2010-04-01/Accounts/" ACCOUNT
-             "/Messages/MM0000000000000000000000000000ood/Media/MEood.ogg", s_fake.port);
-    const char *extra[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
-                            "audio/ogg; codecs=opus", "MessageType", "audio", NULL };
+    s_media_url(url, "MM0000000000000000000000000000ood", "MEood.ogg");
     harness_reply_t r = { 0 };
-    s_post(DAN, "MM0000000000000000000000000000ood", extra, &r);
+    s_post_media(DAN, "MM0000000000000000000000000000ood", "", url, "audio/ogg; codecs=opus",
+                 "audio", &r);
     assert_string_equal(r.answer, "later");
     harness_reply_clear(&r);
     char *reply = s_outbound(DAN, 0);
@@ -288,10 +281,8 @@ static void test_forbidden_host_not_fetched(void **state)
     (void)state;
     char url[256];
     snprintf(url, sizeof url, "http://127.0.0.2:%d/cdn/MEvoice.ogg", s_fake.port);
-    const char *extra[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
-                            "audio/ogg", "MessageType", "audio", NULL };
     harness_reply_t r = { 0 };
-    s_post(EVE, "MM000000000000000000000000forbid", extra, &r);
+    s_post_media(EVE, "MM000000000000000000000000forbid", "", url, "audio/ogg", "audio", &r);
     assert_string_equal(r.answer, "later");
     harness_reply_clear(&r);
     char *reply = s_outbound(EVE, 0);
@@ -313,12 +304,9 @@ static void test_killed_while_transcribing(void **state)
 {
     (void)state;
     char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/2010-04-01/Accounts/" ACCOUNT
-             "/Messages/MM00000000000000000000000000kill/Media/MEood.ogg", s_fake.port);
-    const char *extra[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
-                            "audio/ogg", "MessageType", "audio", NULL };
+    s_media_url(url, "MM00000000000000000000000000kill", "MEood.ogg");
     harness_reply_t r = { 0 };
-    s_post(FAY, "MM00000000000000000000000000kill", extra, &r);
+    s_post_media(FAY, "MM00000000000000000000000000kill", "", url, "audio/ogg", "audio", &r);
     assert_string_equal(r.answer, "later");   /* DEFER came: the transcription is under way */
     harness_reply_clear(&r);
     pid_t pid = harness_actor_pid(&s_h, "s-" FAY);
@@ -365,41 +353,31 @@ static void test_image_gets_helpful_answer(void **state)
 {
     (void)state;
     char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/2010-04-01/Accounts/" ACCOUNT
-             "/Messages/MM0000000000000000000000000image/Media/MEpic.jpg", s_fake.port);
-    const char *extra[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
-                            "image/jpeg", "MessageType", "image", NULL };
+    s_media_url(url, "MM0000000000000000000000000image", "MEpic.jpg");
     harness_reply_t r = { 0 };
-    s_post(BOB, "MM0000000000000000000000000image", extra, &r);
+    s_post_media(BOB, "MM0000000000000000000000000image", "", url, "image/jpeg", "image", &r);
     assert_string_equal(r.answer, "inline");
     assert_non_null(r.message);
     assert_non_null(strstr(r.message, "picture"));
     assert_non_null(strstr(r.message, "in words"));
     harness_reply_clear(&r);
     /* a sticker too, in its own words */
-    const char *sticker[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
-                              "image/webp", "MessageType", "sticker", NULL };
-    s_post(BOB, "MM000000000000000000000000sticker", sticker, &r);
+    s_post_media(BOB, "MM000000000000000000000000sticker", "", url, "image/webp", "sticker", &r);
     assert_non_null(r.message);
     assert_non_null(strstr(r.message, "sticker"));
     harness_reply_clear(&r);
     /* a document and a video, each in its own words */
-    const char *pdf[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
-                          "application/pdf", "MessageType", "document", NULL };
-    s_post(BOB, "MM00000000000000000000000000pdf0", pdf, &r);
+    s_post_media(BOB, "MM00000000000000000000000000pdf0", "", url, "application/pdf", "document", &r);
     assert_non_null(r.message);
     assert_non_null(strstr(r.message, "can't open documents"));
     harness_reply_clear(&r);
-    const char *video[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
-                            "video/mp4", "MessageType", "video", NULL };
-    s_post(BOB, "MM0000000000000000000000000video", video, &r);
+    s_post_media(BOB, "MM0000000000000000000000000video", "", url, "video/mp4", "video", &r);
     assert_non_null(r.message);
     assert_non_null(strstr(r.message, "can't watch videos"));
     harness_reply_clear(&r);
     /* a picture with a caption: the note, then the caption answered */
-    const char *caption[] = { "Body", "do you have red lipstick", "NumMedia", "1", "MediaUrl0",
-                              url, "MediaContentType0", "image/jpeg", "MessageType", "image", NULL };
-    s_post(BOB, "MM00000000000000000000000caption", caption, &r);
+    s_post_media(BOB, "MM00000000000000000000000caption", "do you have red lipstick", url,
+                 "image/jpeg", "image", &r);
     assert_non_null(r.message);
     assert_non_null(strstr(r.message, "picture"));
     assert_non_null(strstr(r.message, "$"));
@@ -457,12 +435,9 @@ static void test_openai_transcription(void **state)
 {
     (void)state;
     char url[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/2010-04-01/Accounts/" ACCOUNT
-             "/Messages/MM000000000000000000000000openai/Media/MEvoice.ogg", s_fake.port);
-    const char *extra[] = { "Body", "", "NumMedia", "1", "MediaUrl0", url, "MediaContentType0",
-                            "audio/ogg", "MessageType", "audio", NULL };
+    s_media_url(url, "MM000000000000000000000000openai", "MEvoice.ogg");
     harness_reply_t r = { 0 };
-    s_post(ANA, "MM000000000000000000000000openai", extra, &r);
+    s_post_media(ANA, "MM000000000000000000000000openai", "", url, "audio/ogg", "audio", &r);
     assert_string_equal(r.answer, "later");
     harness_reply_clear(&r);
     char *reply = s_outbound(ANA, 0);
@@ -471,13 +446,8 @@ static void test_openai_transcription(void **state)
     assert_non_null(strstr(reply, "sunglasses"));
     assert_non_null(strstr(reply, "$"));
     free(reply);
-    char logurl[128];
-    snprintf(logurl, sizeof logurl, "http://127.0.0.1:%d/_fake/log", s_openai.port);
-    media_fetch_t o = { .url = logurl, .hosts = "127.0.0.1", .timeout_ms = 10000 };
-    media_blob_t b;
-    assert_int_equal(media_fetch(&o, &b, NULL, 0), 0);
-    json_t *log = json_loads(b.data, 0, NULL);
-    media_blob_clear(&b);
+    json_t *log = fake_proc_call(&s_openai, "GET", "/_fake/log", NULL);
+    assert_non_null(log);
     json_t *q = json_array_get(json_object_get(log, "requests"), 0);
     assert_string_equal(json_string_value(json_object_get(q, "model")), "whisper-1");
     assert_true(json_is_true(json_object_get(q, "auth")));

@@ -201,6 +201,20 @@ static json_t *s_json(const run_t *r)
     return doc;
 }
 
+/* `souk search <query> --json --limit 3` on data: its first result is sku. */
+static void s_expect_first_hit(const char *data, const char *query, const char *sku)
+{
+    run_t r;
+    s_run(data, &r, "search", query, "--json", "--limit", "3");
+    s_expect_exit(&r, 0);
+    json_t *doc = s_json(&r);
+    json_t *first = json_array_get(json_object_get(doc, "results"), 0);
+    assert_non_null(first);
+    assert_string_equal(json_string_value(json_object_get(first, "sku")), sku);
+    json_decref(doc);
+    s_run_clear(&r);
+}
+
 /* ---- fixtures -------------------------------------------------------------- */
 
 static void s_make_big(const char *path)
@@ -293,14 +307,7 @@ static void csv_import_keeps_attributes(void **state)
     store_close(&st);
 
     /* the free attributes are searchable: the index was rebuilt */
-    s_run(fx->data, &r, "search", "white", "--json", "--limit", "3");
-    s_expect_exit(&r, 0);
-    json_t *doc = s_json(&r);
-    json_t *first = json_array_get(json_object_get(doc, "results"), 0);
-    assert_non_null(first);
-    assert_string_equal(json_string_value(json_object_get(first, "sku")), "LAMP-2");
-    json_decref(doc);
-    s_run_clear(&r);
+    s_expect_first_hit(fx->data, "white", "LAMP-2");
 }
 
 static void json_and_json_lines_import(void **state)
@@ -759,14 +766,7 @@ static void pinecone_import_and_search(void **state)
     s_run_clear(&r);
     assert_int_equal(pc_fake_vectors("import-test"), 3);
     size_t from = pc_fake_requests();
-    s_run(fx->data, &r, "search", "white", "--json", "--limit", "3");
-    s_expect_exit(&r, 0);
-    json_t *doc = s_json(&r);
-    json_t *first = json_array_get(json_object_get(doc, "results"), 0);
-    assert_non_null(first);
-    assert_string_equal(json_string_value(json_object_get(first, "sku")), "LAMP-2");
-    json_decref(doc);
-    s_run_clear(&r);
+    s_expect_first_hit(fx->data, "white", "LAMP-2");
     assert_int_equal(pc_fake_count("/query", "import-test", from, NULL), 1);
     pc_fake_stop();
     unsetenv("SOUK_VECTOR");

@@ -205,33 +205,31 @@ static void test_not_allowed_hosts(void **state)
     json_decref(log);
 }
 
+/* media_fetch of path on 127.0.0.1 capped at max_bytes (0: the default cap). */
+static int s_fetch_capped(const char *path, size_t max_bytes, media_blob_t *b)
+{
+    char url[256], err[256];
+    s_url(url, sizeof url, "127.0.0.1", path);
+    media_fetch_t o = s_opt(url);
+    o.max_bytes = max_bytes;
+    return media_fetch(&o, b, err, sizeof err);
+}
+
 static void test_size_cap(void **state)
 {
     (void)state;
-    char url[256], err[256];
     media_blob_t b;
     /* under the cap */
-    s_url(url, sizeof url, "127.0.0.1", "/big?bytes=1000000");
-    media_fetch_t o = s_opt(url);
-    o.max_bytes = 1000000;
-    assert_int_equal(media_fetch(&o, &b, err, sizeof err), SOUK_OK);
+    assert_int_equal(s_fetch_capped("/big?bytes=1000000", 1000000, &b), SOUK_OK);
     assert_int_equal(b.len, 1000000);
     media_blob_clear(&b);
     /* over it, announced by Content-Length */
-    s_url(url, sizeof url, "127.0.0.1", "/big?bytes=1000001");
-    o = s_opt(url);
-    o.max_bytes = 1000000;
-    assert_int_equal(media_fetch(&o, &b, err, sizeof err), SOUK_ETOOBIG);
+    assert_int_equal(s_fetch_capped("/big?bytes=1000001", 1000000, &b), SOUK_ETOOBIG);
     assert_null(b.data);
     /* over it, chunked without a length: the transfer is cut */
-    s_url(url, sizeof url, "127.0.0.1", "/big?bytes=3000000&chunked=1");
-    o = s_opt(url);
-    o.max_bytes = 1000000;
-    assert_int_equal(media_fetch(&o, &b, err, sizeof err), SOUK_ETOOBIG);
+    assert_int_equal(s_fetch_capped("/big?bytes=3000000&chunked=1", 1000000, &b), SOUK_ETOOBIG);
     /* the default cap is WhatsApp's 16 MB */
-    s_url(url, sizeof url, "127.0.0.1", "/big?bytes=16777217&chunked=1");
-    o = s_opt(url);
-    assert_int_equal(media_fetch(&o, &b, err, sizeof err), SOUK_ETOOBIG);
+    assert_int_equal(s_fetch_capped("/big?bytes=16777217&chunked=1", 0, &b), SOUK_ETOOBIG);
 }
 
 static void test_timeout_and_errors(void **state)

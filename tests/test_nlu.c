@@ -3,6 +3,7 @@
  * messages, the clarify threshold, the trainer's determinism) and every slot
  * form. Paths come from tests/meson.build: SOUK_NLU_TSV, SOUK_NLU_LEXICON,
  * SOUK_NLU_TRAIN (the trainer) and SOUK_NLU_MODEL (the generated source). */
+#include "slurp.h"
 #include "souk/error.h"
 #include "souk/nlu.h"
 
@@ -212,24 +213,6 @@ static int s_run(const char *const argv[])
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static char *s_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *buf = malloc((size_t) n + 1);
-    if (buf && fread(buf, 1, (size_t) n, f) != (size_t) n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t) n;
-    return buf;
-}
-
 static void test_trainer_is_deterministic(void **state)
 {
     (void) state;
@@ -243,8 +226,8 @@ static void test_trainer_is_deterministic(void **state)
         assert_int_equal(s_run(argv), 0);
     }
     size_t n0, n1, nb;
-    char *a = s_slurp(model[0], &n0), *b = s_slurp(model[1], &n1);
-    char *built = s_slurp(s_env("SOUK_NLU_MODEL"), &nb);
+    char *a = slurp(model[0], &n0), *b = slurp(model[1], &n1);
+    char *built = slurp(s_env("SOUK_NLU_MODEL"), &nb);
     assert_non_null(a);
     assert_non_null(b);
     assert_non_null(built);
@@ -254,7 +237,7 @@ static void test_trainer_is_deterministic(void **state)
     free(a);
     free(b);
     free(built);
-    char *r0 = s_slurp(report[0], &n0), *r1 = s_slurp(report[1], &n1);
+    char *r0 = slurp(report[0], &n0), *r1 = slurp(report[1], &n1);
     assert_true(r0 && r1 && n0 == n1 && memcmp(r0, r1, n0) == 0);
     assert_non_null(strstr(r0, "confusion"));
     free(r0);

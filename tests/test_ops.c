@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +30,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fake_proc.h"
 #include "harness.h"
+#include "slurp.h"
 
 #define WAIT_MS 10000
 
@@ -45,29 +46,11 @@ static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *f
     return remove(path);
 }
 
-static char *s_read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    char chunk[8192];
-    size_t n;
-    while (mem && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, mem);
-    if (mem)
-        fclose(mem);
-    fclose(f);
-    return text ? text : strdup("");
-}
-
 /* Stops souk, keeps its log for the caller, removes the folder. */
 static char *s_stop_with_log(harness_t *h)
 {
     assert_int_equal(harness_stop(h, true), 0);
-    char *log = s_read_file(h->log_path);
+    char *log = slurp(h->log_path, NULL);
     nftw(h->data, s_rm, 16, FTW_DEPTH | FTW_PHYS);
     return log;
 }
@@ -240,61 +223,20 @@ static void metrics_count_hung_actor(void **state)
 
 #define ACCOUNT "AC0123456789abcdef0123456789abcdef"
 static void s_no_secret_or_number(const char *log, const char *waid);
-extern char **environ;
-
-static pid_t s_fake_start(int *port)
-{
-    char script[1024];
-    snprintf(script, sizeof script, "%s/tests/fakes/twilio_fake.py", getenv("SOUK_SRC"));
-    int out[2];
-    assert_int_equal(pipe(out), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    char *argv[] = { "python3", script, "--account-sid", ACCOUNT, "--auth-token", HARNESS_TOKEN,
-                     NULL };
-    pid_t pid = 0;
-    assert_int_equal(posix_spawnp(&pid, "python3", &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    FILE *p = fdopen(out[0], "r");
-    char line[64] = "";
-    if (!fgets(line, sizeof line, p)) /* the fake prints its port first */
-        line[0] = '\0';
-    fclose(p);
-    *port = atoi(line);
-    assert_true(*port > 0);
-    return pid;
-}
-
-static void s_fake_script(int port, const char *json)
-{
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/_fake/script", port);
-    CURL *c = curl_easy_init();
-    struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    long status = 0;
-    assert_int_equal(curl_easy_perform(c), CURLE_OK);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    assert_int_equal(status, 200);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
-}
-
 /* A refused send is counted under Twilio's error code, an accepted one as
  * sent, both with their send time. */
 static void metrics_send_errors_by_code(void **state)
 {
     (void)state;
-    int port;
-    pid_t fake = s_fake_start(&port);
-    s_fake_script(port, "{\"rules\": [{\"status\": 400, \"code\": 21211, \"times\": 1}]}");
+    const char *args[] = { "--account-sid", ACCOUNT, "--auth-token", HARNESS_TOKEN, NULL };
+    fake_proc_t fake;
+    assert_int_equal(fake_proc_start(&fake, "twilio_fake.py", args), 0);
+    json_t *ok = fake_proc_call(&fake, "POST", "/_fake/script",
+                                "{\"rules\": [{\"status\": 400, \"code\": 21211, \"times\": 1}]}");
+    assert_non_null(ok);
+    json_decref(ok);
     char api[64];
-    snprintf(api, sizeof api, "TWILIO_API_BASE=http://127.0.0.1:%d", port);
+    snprintf(api, sizeof api, "TWILIO_API_BASE=http://127.0.0.1:%d", fake.port);
     const char *const env[] = { "SOUK_REPLY_BUDGET_MS=100", "SOUK_DEBOUNCE_MS=600",
                                 "SOUK_HEARTBEAT_MS=100", "TWILIO_ACCOUNT_SID=" ACCOUNT,
                                 "TWILIO_WHATSAPP_FROM=whatsapp:+14155238886", api, NULL };
@@ -314,8 +256,7 @@ static void metrics_send_errors_by_code(void **state)
     char *log = s_stop_with_log(&h);
     s_no_secret_or_number(log, "15550004001");
     free(log);
-    kill(fake, SIGTERM);
-    waitpid(fake, NULL, 0);
+    fake_proc_stop(&fake);
 }
 
 /* ---- logs ------------------------------------------------------------------- */
@@ -491,7 +432,7 @@ static void logs_dev_token_stays_in_its_file(void **state)
     assert_int_equal(harness_start(&h, env), 0);
     char path[256];
     snprintf(path, sizeof path, "%s/dev-token", h.data);
-    char *token = s_read_file(path);
+    char *token = slurp(path, NULL);
     assert_non_null(token);
     token[strcspn(token, "\r\n")] = '\0';
     assert_true(strlen(token) >= 16);
@@ -571,7 +512,7 @@ static void unit_verifies(void **state)
     }
     char unit_in[512];
     snprintf(unit_in, sizeof unit_in, "%s/scripts/souk.service", src);
-    char *unit = s_read_file(unit_in);
+    char *unit = slurp(unit_in, NULL);
     assert_non_null(unit);
     const char *keys[] = { "Type=notify", "WatchdogSec=", "Restart=on-failure", "EnvironmentFile=",
                            "User=souk", "NoNewPrivileges=yes", "ProtectSystem=strict",
@@ -599,7 +540,7 @@ static void unit_verifies(void **state)
     snprintf(cmd, sizeof cmd, "systemd-analyze verify --man=no %s > %s/out 2>&1", path, dir);
     int rc = system(cmd);
     snprintf(path, sizeof path, "%s/out", dir);
-    char *out = s_read_file(path);
+    char *out = slurp(path, NULL);
     /* the unit's own lines must be clean; the host's other units are not ours */
     bool ours = out && strstr(out, "souk.service:");
     if (rc != 0 || ours)
@@ -620,7 +561,7 @@ static void dockerfile_reads_right(void **state)
     const char *src = getenv("SOUK_SRC");
     char path[512];
     snprintf(path, sizeof path, "%s/Dockerfile", src);
-    char *d = s_read_file(path);
+    char *d = slurp(path, NULL);
     assert_non_null(d);
     const char *build = strstr(d, "FROM debian:12-slim AS build");
     assert_non_null(build);
@@ -640,7 +581,7 @@ static void dockerfile_reads_right(void **state)
     assert_non_null(strstr(runtime, "CMD [\"serve\"]"));
     free(d);
     snprintf(path, sizeof path, "%s/.dockerignore", src);
-    d = s_read_file(path);
+    d = slurp(path, NULL);
     assert_non_null(d);
     assert_non_null(strstr(d, "build"));
     assert_non_null(strstr(d, ".git"));
@@ -668,9 +609,9 @@ static int s_souk(const char *env, const char *args, char **out, char **err)
     int status = system(cmd);
     char path[128];
     snprintf(path, sizeof path, "%s/out", dir);
-    *out = s_read_file(path);
+    *out = slurp(path, NULL);
     snprintf(path, sizeof path, "%s/err", dir);
-    *err = s_read_file(path);
+    *err = slurp(path, NULL);
     nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

@@ -12,6 +12,7 @@
 #include "outbox.h"
 #include "twilio_rest.h"
 
+#include "fake_proc.h"
 #include "souk/endpoints.h"
 #include "souk/error.h"
 #include "souk/proto.h"
@@ -50,78 +51,30 @@ extern char **environ;
 
 /* ---- the fake: one for the whole run -------------------------------------------- */
 
-static pid_t s_fake_pid;
-static int s_fake_port;
+static fake_proc_t s_fake;
 
 static int s_fake_start(void **state)
 {
     (void)state;
-    const char *src = getenv("SOUK_SRC");
-    char script[1024];
-    snprintf(script, sizeof script, "%s/tests/fakes/twilio_fake.py", src ? src : ".");
-    int out[2];
-    if (pipe(out) < 0)
-        return -1;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    char *argv[] = { "python3", script, "--account-sid", ACCOUNT, "--auth-token", TOKEN, NULL };
-    int rc = posix_spawnp(&s_fake_pid, "python3", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    if (rc != 0) {
-        close(out[0]);
-        return -1;
-    }
-    FILE *f = fdopen(out[0], "r");
-    char line[64] = "";
-    if (!f || !fgets(line, sizeof line, f))
-        return -1;
-    fclose(f);
-    s_fake_port = atoi(line);
+    const char *args[] = { "--account-sid", ACCOUNT, "--auth-token", TOKEN, NULL };
+    int rc = fake_proc_start(&s_fake, "twilio_fake.py", args);
     zsys_handler_set(NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    return s_fake_port > 0 ? 0 : -1;
+    return rc;
 }
 
 static int s_fake_stop(void **state)
 {
     (void)state;
-    if (s_fake_pid > 0) {
-        kill(s_fake_pid, SIGTERM);
-        waitpid(s_fake_pid, NULL, 0);
-    }
+    fake_proc_stop(&s_fake);
     curl_global_cleanup();
     return 0;
-}
-
-static size_t s_collect_body(char *data, size_t size, size_t n, void *arg)
-{
-    fwrite(data, size, n, arg);
-    return size * n;
 }
 
 /* A request to the fake's control endpoints; the answer parsed. */
 static json_t *s_fake_call(const char *method, const char *path, const char *json_body)
 {
-    char url[256], *buf = NULL;
-    size_t len = 0;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s_fake_port, path);
-    FILE *mem = open_memstream(&buf, &len);
-    CURL *e = curl_easy_init();
-    assert_non_null(e);
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    if (json_body)
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, json_body);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_collect_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, mem);
-    assert_int_equal(curl_easy_perform(e), CURLE_OK);
-    curl_easy_cleanup(e);
-    fclose(mem);
-    json_t *doc = json_loads(buf, 0, NULL);
-    free(buf);
+    json_t *doc = fake_proc_call(&s_fake, method, path, json_body);
     assert_non_null(doc);
     return doc;
 }
@@ -313,7 +266,7 @@ static int s_control_wait(fx_t *fx, souk_msg_type_t type, const char *event_kind
 static void s_start(fx_t *fx, const opts_t *o)
 {
     char base[64], rate[16];
-    snprintf(base, sizeof base, "http://127.0.0.1:%d", o && o->port ? o->port : s_fake_port);
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", o && o->port ? o->port : s_fake.port);
     snprintf(rate, sizeof rate, "%d", o && o->rate ? o->rate : 80);
     setenv("SOUK_DATA", fx->dir, 1);
     setenv("SOUK_PUBLIC_URL", PUBLIC_URL, 1);

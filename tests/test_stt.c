@@ -16,6 +16,8 @@
 #include <cmocka.h>
 
 #include "fake_proc.h"
+#include "slurp.h"
+#include "voice_note.h"
 #include "souk/error.h"
 #include "souk/stt.h"
 
@@ -42,37 +44,6 @@ static int s_run(const char *cmd)
     return rc;
 }
 
-/* Makes <dir>/<name>.ogg saying text. */
-static int s_say(const char *text, const char *name)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "espeak-ng -v en-us -s 150 -w %s/%s.wav '%s' && opusenc --quiet %s/%s.wav %s/%s.ogg",
-             s_dir, name, text, s_dir, name, s_dir, name);
-    return s_run(cmd);
-}
-
-static char *s_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        *len = (size_t)n;
-    }
-    return buf;
-}
-
 static int s_setup(void **state)
 {
     (void)state;
@@ -95,7 +66,7 @@ static int s_setup(void **state)
     for (size_t i = 0; i < s_n; i++) {
         char name[32];
         snprintf(name, sizeof name, "p%02zu", i);
-        if (s_say(s_phrases[i], name) != 0)
+        if (voice_note_say(s_dir, name, s_phrases[i]) != 0)
             return -1;
     }
     /* the shop's model, as `souk import` writes it for the demo shop */
@@ -119,7 +90,7 @@ static int s_transcribe(size_t i, const char *shop_dir, stt_result_t *r)
     char path[128], err[256];
     snprintf(path, sizeof path, "%s/p%02zu.ogg", s_dir, i);
     size_t len = 0;
-    char *ogg = s_slurp(path, &len);
+    char *ogg = slurp(path, &len);
     assert_non_null(ogg);
     int16_t *pcm = NULL;
     size_t n = 0;
@@ -186,12 +157,12 @@ static void test_running_shoes(void **state)
 static void test_out_of_domain(void **state)
 {
     (void)state;
-    assert_int_equal(s_say("my grandmother plays the violin", "ood"), 0);
+    assert_int_equal(voice_note_say(s_dir, "ood", "my grandmother plays the violin"), 0);
     char path[128], shop[96], err[256];
     snprintf(path, sizeof path, "%s/ood.ogg", s_dir);
     snprintf(shop, sizeof shop, "%s/data/stt", s_dir);
     size_t len = 0, n = 0;
-    char *ogg = s_slurp(path, &len);
+    char *ogg = slurp(path, &len);
     assert_non_null(ogg);
     int16_t *pcm = NULL;
     assert_int_equal(stt_decode_ogg(ogg, len, &pcm, &n, err, sizeof err), SOUK_OK);
@@ -250,7 +221,7 @@ static void test_model_files(void **state)
     assert_int_equal(words, 8); /* show me running shoes the do you have */
     size_t len;
     snprintf(path, sizeof path, "%s/shop.lm", dir);
-    char *arpa = s_slurp(path, &len);
+    char *arpa = slurp(path, &len);
     assert_non_null(arpa);
     assert_non_null(strstr(arpa, "ngram 1=10\n"));      /* + <s> </s> */
     assert_non_null(strstr(arpa, " running shoes\n"));
@@ -258,7 +229,7 @@ static void test_model_files(void **state)
     assert_null(strstr(arpa, "product_search"));
     free(arpa);
     snprintf(path, sizeof path, "%s/shop.dict", dir);
-    char *dict = s_slurp(path, &len);
+    char *dict = slurp(path, &len);
     assert_non_null(dict);
     assert_non_null(strstr(dict, "running "));
     assert_null(strstr(dict, "xqzzyv"));
@@ -275,7 +246,7 @@ static void test_openai(void **state)
     snprintf(base, sizeof base, "http://127.0.0.1:%d/v1", fake.port);
     snprintf(path, sizeof path, "%s/p00.ogg", s_dir);
     size_t len;
-    char *ogg = s_slurp(path, &len);
+    char *ogg = slurp(path, &len);
     assert_non_null(ogg);
     stt_openai_t o = { .base_url = base, .api_key = "sk-test-key", .audio = ogg, .len = len,
                        .content_type = "audio/ogg", .filename = "voice.ogg", .timeout_ms = 10000 };

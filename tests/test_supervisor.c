@@ -4,6 +4,7 @@
  * Run one test per process: `test_supervisor NAME` (meson registers each
  * NAME as its own test with its own time-out); without NAME, all run in
  * sequence. */
+#include "slurp.h"
 #include "sup_harness.h"
 
 #include "souk/error.h"
@@ -70,22 +71,6 @@ static void s_stop_cleanly(sh_t *h)
     assert_int_equal(kill(h->pid, SIGTERM), 0);
     assert_int_equal(sh_wait_exit(h, WAIT_MS), 0);
     assert_int_equal(sh_orphans(3000), 0);
-}
-
-static char *s_read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0;
-    ssize_t n = getdelim(&buf, &cap, '\0', f);
-    fclose(f);
-    if (n < 0) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
 }
 
 static int64_t s_int(json_t *row, const char *field)
@@ -440,7 +425,7 @@ static void config_error_stops_souk(void **state)
     }
     assert_int_equal(code, 78);
     /* the log, not the events: souk may be gone before the subscription is */
-    char *log = s_read_file(h->log);
+    char *log = slurp(h->log, NULL);
     assert_non_null(log);
     assert_non_null(strstr(log, "event=actor.exited name=sender"));
     assert_non_null(strstr(log, "exit 78"));

@@ -9,24 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS="${1:-10}"
-BUILD="${BUILD:-build-release}"
-./scripts/setup
-./scripts/build "$BUILD" -Dbuildtype=release   # a no-op when up to date
-TOKEN=0123456789abcdef0123456789abcdef
-PUBLIC=https://bench.example.org
-WORK=$(mktemp -d /tmp/skd-XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; return 1; }
+. bench/lib.sh
+bench_release
+bench_work skd
 wrk_report() { # name, wrk output
   printf '%-44s %10s msgs/s   p50 %8s   p99 %8s   non-2xx %s\n' "$1" \
-    "$(awk '/Requests\/sec/ {print $2}' "$2")" "$(awk '$1=="50%" {print $2}' "$2")" \
-    "$(awk '$1=="99%" {print $2}' "$2")" "$(awk '/Non-2xx/ {print $NF}' "$2" | grep . || echo 0)"
+    "$(wrk_rps "$2")" "$(wrk_lat "$2" 50%)" "$(wrk_lat "$2" 99%)" "$(wrk_non2xx "$2")"
 }
 
-DPORT=$(free_port)
-node tests/node_modules/dynalite/cli.js --host 127.0.0.1 --port "$DPORT" --createTableMs 0 >"$WORK/dynalite.log" 2>&1 &
-wait_http "http://127.0.0.1:$DPORT/" || true
+bench_dynalite
 PPORT=$(free_port)
 python3 bench/dynamo/count_proxy.py "$PPORT" "$DPORT" &
 sleep 0.5

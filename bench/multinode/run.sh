@@ -10,21 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS="${1:-10}"
-BUILD="${BUILD:-build-release}"
-./scripts/setup
-./scripts/build "$BUILD" -Dbuildtype=release   # a no-op when up to date
-TOKEN=0123456789abcdef0123456789abcdef
-PUBLIC=https://bench.example.org
-WORK=$(mktemp -d /tmp/skm-XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 400); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; return 1; }
-rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
-lat() { awk -v q="$2" '$1==q {print $2}' "$1"; }
-
-DPORT=$(free_port)
-node tests/node_modules/dynalite/cli.js --host 127.0.0.1 --port "$DPORT" --createTableMs 0 >"$WORK/dynalite.log" 2>&1 &
-wait_http "http://127.0.0.1:$DPORT/" || true
+. bench/lib.sh
+bench_release
+bench_work skm
+bench_dynalite
 export DYNAMODB_ENDPOINT="http://127.0.0.1:$DPORT" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
 
 for f in warm:41 a:42 b:43; do
@@ -51,18 +40,18 @@ for store in sqlite dynamodb; do
   start_node $store n1
   wrk -t1 -c32 -d3s -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT_n1" -- "$WORK/warm.tsv" >/dev/null
   wrk -t1 -c16 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT_n1" -- "$WORK/a.tsv" >"$WORK/one.txt"
-  printf '%-9s one node    %8s msgs/s   p50 %8s  p99 %8s\n' $store "$(rps "$WORK/one.txt")" \
-    "$(lat "$WORK/one.txt" 50%)" "$(lat "$WORK/one.txt" 99%)"
+  printf '%-9s one node    %8s msgs/s   p50 %8s  p99 %8s\n' $store "$(wrk_rps "$WORK/one.txt")" \
+    "$(wrk_lat "$WORK/one.txt" 50%)" "$(wrk_lat "$WORK/one.txt" 99%)"
   start_node $store n2
   wrk -t1 -c32 -d3s -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT_n2" -- "$WORK/warm.tsv" >/dev/null
   wrk -t1 -c8 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT_n1" -- "$WORK/b.tsv" >"$WORK/two1.txt" &
   W=$!
   wrk -t1 -c8 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT_n2" -- "$WORK/a.tsv" >"$WORK/two2.txt"
   wait $W
-  total=$(python3 -c "print('%.0f' % ($(rps "$WORK/two1.txt") + $(rps "$WORK/two2.txt")))")
+  total=$(python3 -c "print('%.0f' % ($(wrk_rps "$WORK/two1.txt") + $(wrk_rps "$WORK/two2.txt")))")
   printf '%-9s two nodes   %8s msgs/s   p50 %8s  p99 %8s (node 1), %s / %s (node 2)\n' $store \
-    "$total" "$(lat "$WORK/two1.txt" 50%)" "$(lat "$WORK/two1.txt" 99%)" \
-    "$(lat "$WORK/two2.txt" 50%)" "$(lat "$WORK/two2.txt" 99%)"
+    "$total" "$(wrk_lat "$WORK/two1.txt" 50%)" "$(wrk_lat "$WORK/two1.txt" 99%)" \
+    "$(wrk_lat "$WORK/two2.txt" 50%)" "$(wrk_lat "$WORK/two2.txt" 99%)"
   kill "$PID_n1" "$PID_n2"
   wait "$PID_n1" "$PID_n2" 2>/dev/null || true
 done

@@ -10,19 +10,12 @@ cd "$(dirname "$0")/../.."
 SECS="${1:-10}"
 SOUK_SETUP_EXTRA="nginx python3-fastapi python3-uvicorn python3-multipart" ./scripts/setup
 ./scripts/build build-release -Dbuildtype=release
-TOKEN=0123456789abcdef0123456789abcdef
-PUBLIC=https://bench.example.org
+. bench/lib.sh
 WORK=$(mktemp -d /tmp/skb-XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; sleep 0.5; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 200); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; return 1; }
 report() { # name, wrk output file; non-2xx answers are counted: they are not messages handled
-  local rps p50 p99
-  rps=$(awk '/Requests\/sec/ {print $2}' "$2")
-  p50=$(awk '$1=="50%" {print $2}' "$2")
-  p99=$(awk '$1=="99%" {print $2}' "$2")
-  bad=$(awk '/Non-2xx/ {print $NF}' "$2"); total=$(awk '/requests in/ {print $1}' "$2")
-  printf '%-34s %12s req/s   p50 %8s   p99 %8s   (%s requests, %s non-2xx)\n' "$1" "$rps" "$p50" "$p99" "$total" "${bad:-0}"
+  printf '%-34s %12s req/s   p50 %8s   p99 %8s   (%s requests, %s non-2xx)\n' "$1" "$(wrk_rps "$2")" \
+    "$(wrk_lat "$2" 50%)" "$(wrk_lat "$2" 99%)" "$(wrk_total "$2")" "$(wrk_non2xx "$2")"
 }
 
 for f in warm:1 steady:2 half:3; do

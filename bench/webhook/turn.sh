@@ -8,11 +8,9 @@ cd "$(dirname "$0")/../.."
 SECS="${1:-10}"
 ./scripts/setup
 ./scripts/build build-release -Dbuildtype=release
-TOKEN=0123456789abcdef0123456789abcdef
-PUBLIC=https://bench.example.org
-WORK=$(mktemp -d /tmp/skt-XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. bench/lib.sh
+bench_work skt
+PORT=$(free_port)
 export SOUK_DATA="$WORK/d"
 build-release/souk import data/demo/products.jsonl >/dev/null 2>&1
 SOUK_PORT=$PORT SOUK_LISTEN=lo SOUK_PUBLIC_URL=$PUBLIC TWILIO_AUTH_TOKEN=$TOKEN SOUK_DEBOUNCE_MS=0 \

@@ -50,6 +50,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from fakeserve import serve
+
 LOG = []
 LOCK = threading.Lock()
 MESSAGES = []
@@ -202,12 +204,7 @@ def main():
     p.add_argument("--account-sid", default="AC00000000000000000000000000000000")
     p.add_argument("--auth-token", default="0123456789abcdef0123456789abcdef")
     ARGS = p.parse_args()
-    srv = Server(("127.0.0.1", ARGS.port), Handler)
-    print(srv.server_address[1], flush=True)
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(Handler, ARGS.port, Server)
 
 
 if __name__ == "__main__":

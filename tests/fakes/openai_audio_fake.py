@@ -30,7 +30,9 @@ import argparse
 import json
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from fakeserve import serve
 
 LOG = []
 LOCK = threading.Lock()
@@ -160,13 +162,7 @@ def main():
     p.add_argument("--text", default=STATE["text"])
     ARGS = p.parse_args()
     STATE["text"] = ARGS.text
-    srv = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
-    srv.daemon_threads = True
-    print(srv.server_address[1], flush=True)
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(Handler, ARGS.port)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ import secrets
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from fakeserve import serve
 
 DEFAULT_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
                 "text-embedding-ada-002": 1536}
@@ -398,13 +400,7 @@ def main():
     ap.add_argument("--key", default="sk-test")
     args = ap.parse_args()
     state = State(args.key)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(state))
-    server.daemon_threads = True
-    print(server.server_address[1], flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(make_handler(state), args.port)
     return 0
 
 

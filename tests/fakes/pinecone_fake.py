@@ -57,8 +57,10 @@ import os
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
+
+from fakeserve import serve
 
 UPSERT_MAX_VECTORS = 1000
 REQUEST_MAX_BYTES = 2 * 1024 * 1024
@@ -378,9 +380,6 @@ def main():
     ap.add_argument("--dimension", type=int, default=0)
     args = ap.parse_args()
     Handler.state = State(args.api_key, args.dimension)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    server.daemon_threads = True
-    print(server.server_address[1], flush=True)
     parent = os.getppid()
 
     def watch_parent():
@@ -388,11 +387,8 @@ def main():
             time.sleep(0.5)
         os._exit(0)
 
-    threading.Thread(target=watch_parent, daemon=True).start()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(Handler, args.port,
+          before=lambda: threading.Thread(target=watch_parent, daemon=True).start())
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from fakeserve import serve
+
 BODY_MAX_CHARS = 1600
 
 ERRORS = {
@@ -325,13 +327,7 @@ def main():
     args = ap.parse_args()
     state = State(args.account_sid, args.auth_token)
     ThreadingHTTPServer.request_queue_size = 128   # the sender opens many connections at once
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(state))
-    server.daemon_threads = True
-    print(server.server_address[1], flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(make_handler(state), args.port)
 
 
 if __name__ == "__main__":
