@@ -36,7 +36,6 @@
 #define GW_TICK_MS 250                 /* housekeeping: spawn retries, sweeps */
 #define GW_USER_FORGET_MS 30000        /* a down, empty user record is dropped after */
 #define GW_CONFIRM_WAIT_MS 2000        /* an inline answer waits this long for INLINE_ACK */
-#define GW_ACCEPT_MAX_MS 12000        /* a request whose message no session stored is answered 503 then (Twilio gives up at 15 s) */
 #define GW_SID_MAX 64                  /* MessageSid: 1..64 letters and digits */
 #define GW_REQUEST_ID_LEN 32           /* "<8 hex>-<hex counter>" and its NUL */
 #define GW_METRICS_WAIT_MS 2000        /* GET /metrics waits this long for the supervisor */

@@ -10,12 +10,11 @@
  *
  * A request waits at most the reply budget. All requests share that budget,
  * so the order of arrival is the order of deadlines: one FIFO, one timer.
- * But a 200 is what Twilio takes for "delivered" (it retries only a failed
- * connect), so a request is never acknowledged before a session has stored
- * its message: one whose budget runs out first moves to `late` and is
- * acknowledged the moment its ACCEPTED comes, or answered 503 (not taken)
- * at GW_ACCEPT_MAX_MS, still inside Twilio's 15 s. That FIFO is in order
- * too: the same offset is added to every deadline.
+ * A 200 is what Twilio takes for "delivered" (it retries only a failed
+ * connect), so it is given only once a session has stored the message
+ * (ACCEPTED): a request whose budget runs out before that is answered 503
+ * (not taken), still within the budget, and its message stays held for its
+ * session, which answers it by REST when it can.
  * The reply decision is one lookup in `verdicts` in this single-threaded
  * code: an offer that finds its request pending (and within budget) is
  * answered inline; anything else — acknowledged, merged, gone, unknown — gets
@@ -98,7 +97,6 @@ struct gw_request {
     void *http;
     int64_t deadline_ms;
     bool accepted;         /* a session persisted its message */
-    bool late;             /* past its budget, waiting for ACCEPTED; in late */
     char *proposed;        /* the inline answer (TwiML) awaiting INLINE_ACK; in proposals */
 };
 
@@ -112,7 +110,6 @@ struct gw_routing {
     gw_recent_t *verdicts; /* msg_sid → VERDICT_* */
     link_t deadlines;      /* pending requests, oldest first */
     link_t proposals;      /* requests whose inline answer awaits INLINE_ACK, oldest first */
-    link_t late;           /* past their budget, their message not stored yet, oldest first */
     link_t waiting;        /* users with held messages */
     link_t down;           /* DOWN users, longest down first */
     size_t npending, nmsgs;
@@ -310,34 +307,15 @@ static void s_proposal_write(gw_routing_t *self, gw_request_t *r, const char *wh
 /* The budget ran out, or the drain deadline came. */
 static void s_request_expire(gw_routing_t *self, gw_request_t *r)
 {
-    if (self->draining && !r->accepted) {
-        /* no session will be started for it while we stop: say so */
-        souk_log_request(r->request_id);
-        SLOG_WARN("gateway.unaccepted_at_stop", "sid=%s waid=%s", r->sid, r->user->masked);
-        souk_log_request(NULL);
-        s_answer_text(self, r->http, 503, "shutting down: message not taken, send it again\n");
-        s_request_forget(self, r, VERDICT_REST);
-        return;
-    }
-    if (!r->accepted && !r->late) {
-        /* no 200 before the message is stored: wait on (see the top) */
-        int64_t hard = r->deadline_ms - self->budget_ms + GW_ACCEPT_MAX_MS;
-        if (hard > r->deadline_ms) {
-            souk_log_request(r->request_id);
-            SLOG_INFO("gateway.late", "sid=%s waid=%s", r->sid, r->user->masked);
-            souk_log_request(NULL);
-            list_remove(&r->deadline_link);
-            r->deadline_ms = hard;
-            r->late = true;
-            list_push_back(&self->late, &r->deadline_link);
-            return;
-        }
-    }
     if (!r->accepted) {
+        /* no 200 for a message no session has stored (see the top) */
         souk_log_request(r->request_id);
-        SLOG_WARN("gateway.not_taken", "sid=%s waid=%s", r->sid, r->user->masked);
+        SLOG_WARN("gateway.unaccepted", "sid=%s waid=%s stopping=%d", r->sid, r->user->masked,
+                  self->draining);
         souk_log_request(NULL);
-        s_answer_text(self, r->http, 503, "message not taken in time, send it again\n");
+        s_answer_text(self, r->http, 503,
+                      self->draining ? "shutting down: message not taken, send it again\n"
+                                     : "message not taken in time, send it again\n");
         s_request_forget(self, r, VERDICT_REST);
         return;
     }
@@ -358,7 +336,6 @@ gw_routing_t *gw_routing_new(const gw_routing_ops_t *ops, void *arg, int64_t bud
     self->quarantine_ms = quarantine_ms;
     list_init(&self->deadlines);
     list_init(&self->proposals);
-    list_init(&self->late);
     list_init(&self->waiting);
     list_init(&self->down);
     self->users = zhashx_new();
@@ -383,8 +360,8 @@ void gw_routing_destroy(gw_routing_t **self_p)
     if (!self_p || !*self_p)
         return;
     gw_routing_t *self = *self_p;
-    link_t *lists[] = { &self->deadlines, &self->proposals, &self->late };
-    for (size_t i = 0; i < 3; i++)
+    link_t *lists[] = { &self->deadlines, &self->proposals };
+    for (size_t i = 0; i < 2; i++)
         while (!list_empty(lists[i])) {
             gw_request_t *r = CONTAINER(lists[i]->next, gw_request_t, deadline_link);
             list_remove(&r->deadline_link);
@@ -532,13 +509,10 @@ void gw_routing_accepted(gw_routing_t *self, const char *peer, const char *msg_s
     gw_request_t *r = s_request_of(self, u, msg_sid);
     if (!r)
         return;
-    if (duplicate) {
+    if (duplicate)
         s_request_close(self, r, self->twiml_empty, "duplicate", "none");
-        return;
-    }
-    r->accepted = true;
-    if (r->late) /* its budget is spent: acknowledge now that it is stored */
-        s_request_close(self, r, self->twiml_ack, "ack", "later");
+    else
+        r->accepted = true;
 }
 
 void gw_routing_merged(gw_routing_t *self, const char *peer, const char *msg_sid, int64_t now_ms)
@@ -596,13 +570,6 @@ void gw_routing_offer(gw_routing_t *self, const char *peer, const char *msg_sid,
     int verdict = gw_recent_get(self->verdicts, msg_sid);
     if (!verdict) {
         r = u ? s_request_of(self, u, msg_sid) : NULL;
-        if (r && r->late) {
-            /* past its budget, waiting for ACCEPTED: an offer proves the
-             * message stored too, so the acknowledgement goes now and the
-             * answer by REST (never inline: that is for within budget) */
-            s_request_close(self, r, self->twiml_ack, "ack", "later");
-            r = NULL;
-        }
         verdict = r ? VERDICT_INLINE : VERDICT_REST;
         if (!r)
             gw_recent_put(self->verdicts, msg_sid, VERDICT_REST);
@@ -728,19 +695,13 @@ void gw_routing_expire(gw_routing_t *self, int64_t now_ms)
             break;
         s_proposal_write(self, r, "inline_unconfirmed");
     }
-    while (!list_empty(&self->late)) {
-        gw_request_t *r = CONTAINER(self->late.next, gw_request_t, deadline_link);
-        if (r->deadline_ms > now_ms)
-            break;
-        s_request_expire(self, r);
-    }
 }
 
 int64_t gw_routing_next_deadline(const gw_routing_t *self)
 {
     int64_t next = -1;
-    const link_t *lists[] = { &self->deadlines, &self->proposals, &self->late };
-    for (size_t i = 0; i < 3; i++) {
+    const link_t *lists[] = { &self->deadlines, &self->proposals };
+    for (size_t i = 0; i < 2; i++) {
         if (list_empty(lists[i]))
             continue;
         int64_t d = CONTAINER(lists[i]->next, gw_request_t, deadline_link)->deadline_ms;
@@ -786,8 +747,6 @@ void gw_routing_answer_all(gw_routing_t *self, int64_t now_ms)
     (void)now_ms;
     while (!list_empty(&self->deadlines))
         s_request_expire(self, CONTAINER(self->deadlines.next, gw_request_t, deadline_link));
-    while (!list_empty(&self->late))
-        s_request_expire(self, CONTAINER(self->late.next, gw_request_t, deadline_link));
     while (!list_empty(&self->proposals))
         s_proposal_write(self, CONTAINER(self->proposals.next, gw_request_t, deadline_link),
                          "inline_at_stop");
