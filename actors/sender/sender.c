@@ -47,6 +47,10 @@
 #define SWEEP_MS 2000
 #define SWEEP_AGE_MS 10000
 #define SWEEP_BATCH 100
+/* A user already asked for is asked again only after this: a session that
+ * is alive but slow, or a user in quarantine, is not asked every sweep. */
+#define SWEEP_REPEAT_MS 30000
+#define SWEPT_MAX 10000
 #define DUE_BATCH 200
 #define STATUS_PATH "/webhooks/whatsapp/status"
 #define REQUESTS_MAX 4096 /* request ids remembered from hints */
@@ -279,6 +283,17 @@ static void s_pump(sender_t *self)
 static int s_on_stale(const char *waid, void *arg)
 {
     sender_t *self = arg;
+    int64_t now = souk_now_ms(), *asked = zhashx_lookup(self->swept, waid);
+    if (asked && now - *asked < SWEEP_REPEAT_MS)
+        return 0;
+    if (!asked) {
+        if (zhashx_size(self->swept) >= SWEPT_MAX)
+            zhashx_purge(self->swept);
+        if (!(asked = malloc(sizeof *asked)))
+            return 0;
+        zhashx_insert(self->swept, waid, asked);
+    }
+    *asked = now;
     souk_msg_t m = { .type = SOUK_MSG_SPAWN_SESSION };
     m.spawn_session.waid = (char *)waid;
     char masked[40];
@@ -448,10 +463,12 @@ static int s_open(sender_t *self, souk_config_t *cfg)
     self->busy = zhashx_new();
     self->holds = zhashx_new();
     self->requests = zhashx_new();
-    if (!self->jobs || !self->busy || !self->holds || !self->requests)
+    self->swept = zhashx_new();
+    if (!self->jobs || !self->busy || !self->holds || !self->requests || !self->swept)
         return 1;
     zhashx_set_destructor(self->holds, s_hold_free);
     zhashx_set_destructor(self->requests, s_hold_free);
+    zhashx_set_destructor(self->swept, s_hold_free);
     self->web = twilio_rest_new(self->loop, NULL, NULL, NULL, SENDER_MAX_INFLIGHT);
     if (!self->web)
         return 1;
@@ -480,6 +497,7 @@ static void s_close(sender_t *self)
     zhashx_destroy(&self->busy);
     zhashx_destroy(&self->holds);
     zhashx_destroy(&self->requests);
+    zhashx_destroy(&self->swept);
     store_close(&self->store);
     free(self->status_url);
     zsock_destroy(&self->pull);

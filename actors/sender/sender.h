@@ -58,6 +58,7 @@ struct sender_s {
     uint64_t sent, depth;
     int64_t last_ms;
     int64_t swept_ms;        /* monotonic: the last look for orphaned messages; 0: none yet */
+    zhashx_t *swept;         /* waid -> when its session was last asked for (monotonic ms) */
     int64_t counted_ms;      /* the outbox was last counted by state (monotonic) */
 };
 
