@@ -7,14 +7,16 @@
  *   turn.c     the debounced turn: MERGED, opt-out keywords, the durable
  *              steps of an answer, resume after a crash
  *   reply.c    offers waiting for the gateway's verdict, verdicts, re-offers
- *   answer.c   what the session says (the help text; the agent replaces it)
+ *   answer.c   what the session says: the built-in agent, the LLM agent
+ *              (SOUK_LLM=openai) with the built-in one as its fallback, or
+ *              the echo text
  *   lease.c    several nodes: which session answers a user
  *   media.c    voice notes to text, a word on other media, locations
  *
- * Everything runs on the loop's one thread; no function here blocks on the
- * network, only on the store — except a voice note's download and
- * transcription, which media.c runs on a worker thread while this one
- * waits and heartbeats. */
+ * Everything runs on the loop's one thread. What waits on the network
+ * keeps the actor heartbeating meanwhile: tool calls and model calls in a
+ * nested wait that ticks, and a voice note's download and transcription on
+ * a worker thread that touches no socket and no store. */
 #ifndef SOUK_SESSION_H
 #define SOUK_SESSION_H
 
