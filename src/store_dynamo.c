@@ -222,20 +222,29 @@ static int s_user_set_opt_out(store_impl_t *h, const char *waid, bool opted_out,
     return rc == SOUK_ECONFLICT ? SOUK_OK : rc;
 }
 
-static int s_user_state_get(store_impl_t *h, const char *waid, char **json)
+/* One string attribute of one item (the dialog state, an idempotency
+ * key's result): SOUK_OK with *out (caller frees), SOUK_ENOTFOUND, or
+ * SOUK_EIO for an item without it. */
+static int s_get_text(store_impl_t *h, const char *pk, const char *sk, const char *attr,
+                      char **out)
 {
-    char pk[64];
     json_t *it;
-    int rc = ddb_get(h, s_cat(pk, sizeof pk, "U#", waid), "STATE", &it);
+    int rc = ddb_get(h, pk, sk, &it);
     if (rc)
         return rc;
-    char *s = ddb_dup(it, "doc", &rc);
+    char *s = ddb_dup(it, attr, &rc);
     json_decref(it);
     if (rc == SOUK_OK && !s)
         rc = SOUK_EIO;
     if (rc == SOUK_OK)
-        *json = s;
+        *out = s;
     return rc;
+}
+
+static int s_user_state_get(store_impl_t *h, const char *waid, char **json)
+{
+    char pk[64];
+    return s_get_text(h, s_cat(pk, sizeof pk, "U#", waid), "STATE", "doc", json);
 }
 
 static int s_user_state_put(store_impl_t *h, const char *waid, const char *json, int64_t now_ms)
@@ -690,17 +699,7 @@ static int s_delivery_update(store_impl_t *h, const char *sid, store_outbox_stat
 static int s_idem_get(store_impl_t *h, const char *key, char **result_json)
 {
     char pk[600];
-    json_t *it;
-    int rc = ddb_get(h, s_cat(pk, sizeof pk, "IDEM#", key), "I", &it);
-    if (rc)
-        return rc;
-    char *s = ddb_dup(it, "result", &rc);
-    json_decref(it);
-    if (rc == SOUK_OK && !s)
-        rc = SOUK_EIO;
-    if (rc == SOUK_OK)
-        *result_json = s;
-    return rc;
+    return s_get_text(h, s_cat(pk, sizeof pk, "IDEM#", key), "I", "result", result_json);
 }
 
 static int s_idem_put(store_impl_t *h, const char *key, const char *result_json, int64_t now_ms,
