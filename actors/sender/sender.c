@@ -277,9 +277,9 @@ static void s_pump(sender_t *self)
  * souk was killed whole), and only the user's next message would start it
  * again. Asking the supervisor for the user's session is enough: it
  * resumes the pending work, and a request for a live session is a no-op.
- * At start every pending message is such an orphan; later, one still
- * pending after SWEEP_AGE_MS (two leases with several nodes, whose holders
- * may be alive elsewhere). */
+ * At start on a single node every pending message is such an orphan;
+ * otherwise one still pending after SWEEP_AGE_MS, or after two leases with
+ * several nodes (whose holders may be alive elsewhere, at our start too). */
 static int s_on_stale(const char *waid, void *arg)
 {
     sender_t *self = arg;
@@ -309,7 +309,9 @@ static void s_sweep(sender_t *self)
     if (self->swept_ms && now - self->swept_ms < SWEEP_MS)
         return;
     int64_t age = self->cfg->multi_node ? 2 * self->cfg->lease_ms : SWEEP_AGE_MS;
-    int64_t before = self->swept_ms ? souk_wall_ms() - age : souk_wall_ms();
+    /* at start on one node, nobody else can be answering them: all of them */
+    bool all = !self->swept_ms && !self->cfg->multi_node;
+    int64_t before = all ? souk_wall_ms() : souk_wall_ms() - age;
     self->swept_ms = now;
     int rc = store_inbound_stale(self->store, before, SWEEP_BATCH, s_on_stale, self);
     if (rc != SOUK_OK)
