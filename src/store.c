@@ -24,6 +24,7 @@ struct store_s {
     const store_backend_t *be;
     store_impl_t *impl;
     int history_keep;
+    bool batch;         /* between store_batch_begin and store_batch_end */
 };
 
 static const store_backend_t *const s_backends[] = { &store_sqlite_backend, &store_dynamo_backend };
@@ -180,6 +181,25 @@ int store_create(const char *backend, const char *data_dir, char *err, size_t er
     int rc = store_open(backend, data_dir, NULL, &s, err, errlen);
     store_close(&s);
     return rc;
+}
+
+int store_batch_begin(store_t *self)
+{
+    if (!self)
+        return SOUK_EINVAL;
+    if (self->batch)
+        return SOUK_EBUSY;
+    int rc = self->be->batch_begin ? self->be->batch_begin(self->impl) : SOUK_OK;
+    self->batch = rc == SOUK_OK;
+    return rc;
+}
+
+int store_batch_end(store_t *self, bool commit)
+{
+    if (!self || !self->batch)
+        return SOUK_EINVAL;
+    self->batch = false;
+    return self->be->batch_end ? self->be->batch_end(self->impl, commit) : SOUK_OK;
 }
 
 int store_ops(const store_t *self, store_ops_t *out)

@@ -126,6 +126,9 @@ static const char *const s_migrations[] = {
     Q(BEGIN, "BEGIN IMMEDIATE")                                                               \
     Q(COMMIT, "COMMIT")                                                                       \
     Q(ROLLBACK, "ROLLBACK")                                                                   \
+    Q(SAVEPOINT, "SAVEPOINT step")                                                            \
+    Q(RELEASE, "RELEASE step")                                                                \
+    Q(ROLLBACK_TO, "ROLLBACK TO step")                                                        \
     Q(USER_SEEN, "INSERT INTO users(waid, profile_name, from_addr, last_media, first_seen_ms," \
       " last_seen_ms, last_inbound_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?5, CASE WHEN ?6 THEN ?5 ELSE 0 END)" \
       " ON CONFLICT(waid) DO UPDATE SET profile_name = coalesce(?2, profile_name),"          \
@@ -250,6 +253,7 @@ struct store_impl {
     sqlite3_stmt *stmt[Q_COUNT];
     s_queue_t *queue;           /* shared by every process: data_dir/souk.db.lock */
     bool queued;                /* this handle holds queue->mutex */
+    bool batch;                 /* in store_batch_begin's transaction: see s_begin */
     int wal_frames;             /* WAL size after our last commit, for s_checkpoint */
     int busy_timeout_ms;
     int history_keep;
@@ -438,6 +442,13 @@ static int s_write(store_impl_t *self, s_query_t q, const char *types, ...)
     /* A write outside a transaction is a transaction of its own; BEGIN
      * IMMEDIATE, which SQLite also counts as a write, is queued by s_begin. */
     bool lone = q != Q_BEGIN && !sqlite3_stmt_readonly(st) && sqlite3_get_autocommit(self->db);
+    if (lone && self->batch) {
+        /* an error rolled the batch's transaction back: a write now would
+         * stand alone, the batch half applied */
+        s_done(st);
+        snprintf(self->errmsg, sizeof self->errmsg, "the batch's transaction was rolled back");
+        return SOUK_EIO;
+    }
     if (lone && (rc = s_queue_enter(self)) != SOUK_OK) {
         s_done(st);
         return rc;
@@ -452,8 +463,15 @@ static int s_write(store_impl_t *self, s_query_t q, const char *types, ...)
     return rc;
 }
 
+/* Inside a batch (store_batch_begin) a primitive's transaction is a
+ * savepoint of the batch's: its own rollback undoes only its own steps,
+ * and nothing is durable before the batch commits. */
 static int s_begin(store_impl_t *self)
 {
+    if (self->batch) {
+        int w = s_write(self, Q_SAVEPOINT, "");
+        return w < 0 ? w : SOUK_OK;
+    }
     int rc = s_queue_enter(self);
     if (rc == SOUK_OK) {
         rc = s_write(self, Q_BEGIN, "");
@@ -465,12 +483,24 @@ static int s_begin(store_impl_t *self)
 static void s_rollback(store_impl_t *self)
 {
     /* An I/O error may already have rolled the transaction back. */
-    if (!sqlite3_get_autocommit(self->db))
+    if (sqlite3_get_autocommit(self->db))
+        return;
+    if (self->batch) {
+        s_write(self, Q_ROLLBACK_TO, "");
+        s_write(self, Q_RELEASE, "");
+    } else {
         s_write(self, Q_ROLLBACK, "");
+    }
 }
 
 static int s_commit(store_impl_t *self)
 {
+    if (self->batch) {
+        int w = s_write(self, Q_RELEASE, "");
+        if (w < 0)
+            s_rollback(self);
+        return w < 0 ? w : SOUK_OK;
+    }
     int rc = s_write(self, Q_COMMIT, "");
     if (rc < 0) {
         s_rollback(self);
@@ -490,6 +520,34 @@ static int s_end(store_impl_t *self, bool keep, int rc)
     }
     int c = s_commit(self);
     return c < 0 ? c : rc;
+}
+
+/* store_batch_begin / store_batch_end: one transaction (one lock, one WAL
+ * commit) for several primitives. */
+static int s_batch_begin(store_impl_t *self)
+{
+    if (self->batch)
+        return SOUK_EBUSY;
+    int rc = s_begin(self);
+    self->batch = rc == SOUK_OK;
+    return rc;
+}
+
+static int s_batch_end(store_impl_t *self, bool commit)
+{
+    if (!self->batch)
+        return SOUK_EINVAL;
+    self->batch = false;
+    if (sqlite3_get_autocommit(self->db)) {
+        /* rolled back under the batch by an error its caller was told of */
+        snprintf(self->errmsg, sizeof self->errmsg, "the batch's transaction was rolled back");
+        return commit ? SOUK_EIO : SOUK_OK;
+    }
+    if (!commit) {
+        s_rollback(self);
+        return SOUK_OK;
+    }
+    return s_commit(self);
 }
 
 /* ---- busy handler ---------------------------------------------------------- */
@@ -1608,6 +1666,8 @@ const store_backend_t store_sqlite_backend = {
     .open = s_open,
     .close = s_close,
     .last_error = s_last_error,
+    .batch_begin = s_batch_begin,
+    .batch_end = s_batch_end,
     .user_seen = s_user_seen,
     .user_get = s_user_get,
     .user_set_opt_out = s_user_set_opt_out,

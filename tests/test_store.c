@@ -464,6 +464,74 @@ static void test_history(void **state)
     assert_int_equal(k.n, 1);
 }
 
+/* ---- batches ------------------------------------------------------------------------- */
+
+static bool s_has_inbound(store_t *s, const char *sid)
+{
+    store_inbound_t got = { 0 };
+    int rc = store_inbound_get(s, sid, &got);
+    store_inbound_clear(&got);
+    assert_true(rc == SOUK_OK || rc == SOUK_ENOTFOUND);
+    return rc == SOUK_OK;
+}
+
+/* One transaction on SQLite: nothing seen before the commit, nothing left
+ * after a rollback or a crash; a primitive's own refusal inside it undoes
+ * only that primitive. On DynamoDB every primitive is durable at once. */
+static void test_batch(void **state)
+{
+    fixture_t *f = *state;
+    store_t *s = f->store, *other = s_open(f, NULL);
+    bool sqlite = strcmp(s_backend, "sqlite") == 0;
+
+    assert_int_equal(store_batch_end(s, true), SOUK_EINVAL);        /* none open */
+    assert_int_equal(store_batch_begin(s), SOUK_OK);
+    assert_int_equal(store_batch_begin(s), SOUK_EBUSY);
+    store_inbound_t m = s_msg("SM1", WAID, T0);
+    assert_int_equal(store_inbound_put(s, &m), SOUK_OK);
+    assert_int_equal(store_inbound_put(s, &m), SOUK_EEXISTS);       /* refused, batch goes on */
+    store_history_t h = { .waid = WAID, .dir = STORE_DIR_IN, .msg_sid = "SM1", .text = "t1",
+                          .ts_ms = T0 };
+    assert_int_equal(store_history_append(s, &h), SOUK_OK);         /* a transaction of its own */
+    assert_int_equal(store_history_append(s, &h), SOUK_EEXISTS);
+    assert_int_equal(store_inbound_finish(s, "SM1", STORE_INBOUND_DONE, "SM1"), SOUK_OK);
+    assert_int_equal(s_has_inbound(other, "SM1"), !sqlite);         /* not yet visible */
+    assert_int_equal(store_batch_end(s, true), SOUK_OK);
+    assert_true(s_has_inbound(other, "SM1"));
+    keys_t k = { 0 };
+    assert_int_equal(store_history_recent(other, WAID, 10, s_history_key, &k), SOUK_OK);
+    assert_int_equal(k.n, 1);
+    store_inbound_t got = { 0 };
+    assert_int_equal(store_inbound_get(other, "SM1", &got), SOUK_OK);
+    assert_int_equal(got.state, STORE_INBOUND_DONE);
+    store_inbound_clear(&got);
+
+    /* rolled back */
+    assert_int_equal(store_batch_begin(s), SOUK_OK);
+    m = s_msg("SM2", WAID, T0);
+    assert_int_equal(store_inbound_put(s, &m), SOUK_OK);
+    assert_int_equal(store_batch_end(s, false), SOUK_OK);
+    assert_int_equal(s_has_inbound(other, "SM2"), !sqlite);
+
+    /* killed inside: nothing of it stays, and the store takes writes */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store_t *c = s_open(f, NULL);
+        store_inbound_t cm = s_msg("SM3", WAID, T0);
+        if (store_batch_begin(c) != SOUK_OK || store_inbound_put(c, &cm) != SOUK_OK)
+            _exit(1);
+        raise(SIGKILL);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(s_has_inbound(other, "SM3"), !sqlite);
+    m = s_msg("SM4", WAID, T0);
+    assert_int_equal(store_inbound_put(other, &m), SOUK_OK);
+    store_close(&other);
+}
+
 /* ---- outbox ---------------------------------------------------------------------------- */
 
 static void test_outbox_put_get(void **state)
@@ -1706,6 +1774,7 @@ int main(void)
         T(test_inbound),
         T(test_lists_page_stop_reenter),
         T(test_history),
+        T(test_batch),
         T(test_outbox_put_get),
         T(test_outbox_transitions),
         T(test_outbox_due_and_offered),

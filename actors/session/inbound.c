@@ -75,6 +75,15 @@ int session_inbound_touch(session_t *self, const char *msg_sid, const char *body
     int rc = store_user_seen(self->store, &seen);
     if (rc != SOUK_OK)
         return rc;
+    if (self->user_known && seen.profile_name) {
+        char *p = strdup(seen.profile_name);
+        if (p) {
+            free(self->profile_name);
+            self->profile_name = p;
+        } else {
+            self->user_known = false; /* read again next turn */
+        }
+    }
     store_history_t h = {
         .waid = self->waid, .dir = STORE_DIR_IN, .msg_sid = (char *)msg_sid,
         .text = (char *)(body ? body : ""), .ts_ms = received_ms,
@@ -87,7 +96,7 @@ int session_inbound_touch(session_t *self, const char *msg_sid, const char *body
  * (another node's session answers this user: lease.c) the gateway answers
  * the webhook with nothing now, and the holder takes the message up from
  * the store. */
-static int s_take(session_t *self, const souk_inbound_t *in, bool *added)
+static int s_take(session_t *self, const souk_inbound_t *in, bool fresh, bool *added)
 {
     if (!self->lease_held) {
         souk_msg_t m = { .type = SOUK_MSG_DEFER };
@@ -97,7 +106,7 @@ static int s_take(session_t *self, const souk_inbound_t *in, bool *added)
         SLOG_INFO("session.left_to_holder", "sid=%s", in->msg_sid);
         return SOUK_OK;
     }
-    int rc = session_turn_add(self, in->msg_sid, in->request_id, in->body, in->num_media);
+    int rc = session_turn_add(self, in->msg_sid, in->request_id, in->body, in->num_media, fresh);
     *added = rc == SOUK_OK;
     return rc;
 }
@@ -136,7 +145,7 @@ static int s_handle_known(session_t *self, const souk_inbound_t *in, const char 
             SLOG_INFO("session.inbound_pending_again", "sid=%s", in->msg_sid);
             s_accepted(self, in->msg_sid, false);
             if (!session_turn_has(self, in->msg_sid))
-                rc = s_take(self, in, added);
+                rc = s_take(self, in, false, added);
         }
     } else {
         char key[SOUK_CAP_ID + 3];
@@ -184,25 +193,32 @@ void session_inbound_handle(session_t *self, const souk_inbound_t *in)
         .msg_sid = in->msg_sid, .waid = in->waid, .body = in->body, .media = media,
         .params = in->params, .received_ms = received_ms,
     };
-    int rc = store_inbound_put(self->store, &row);
+    /* a location goes into the history as text: the next order's delivery
+     * address is found there (media.c) */
+    char *location = session_media_history_text(in->params);
+    /* the row, the user record and the history in one batch: one commit,
+     * and ACCEPTED only once it is durable */
+    int rc = store_batch_begin(self->store);
+    if (rc == SOUK_OK) {
+        rc = store_inbound_put(self->store, &row);
+        if (rc == SOUK_OK)
+            rc = session_inbound_touch(self, in->msg_sid, location ? location : in->body,
+                                       in->profile, in->from, media, received_ms);
+        int end = store_batch_end(self->store, rc == SOUK_OK);
+        if (rc == SOUK_OK)
+            rc = end;
+    }
+    free(location);
     bool added = false;
     if (rc == SOUK_EEXISTS) {
         rc = s_handle_known(self, in, media, received_ms, &added);
     } else if (rc == SOUK_OK) {
-        /* a location goes into the history as text: the next order's
-         * delivery address is found there (media.c) */
-        char *location = session_media_history_text(in->params);
-        rc = session_inbound_touch(self, in->msg_sid, location ? location : in->body, in->profile,
-                                   in->from, media, received_ms);
-        free(location);
-        if (rc == SOUK_OK) {
-            char from[SOUK_CAP_ID + 1];
-            twilio_mask_phone(in->from, from, sizeof from);
-            SLOG_INFO("session.accepted", "sid=%s from=%s media=%llu len=%zu", in->msg_sid, from,
-                      (unsigned long long)in->num_media, strlen(in->body));
-            s_accepted(self, in->msg_sid, false);
-            rc = s_take(self, in, &added);
-        }
+        char from[SOUK_CAP_ID + 1];
+        twilio_mask_phone(in->from, from, sizeof from);
+        SLOG_INFO("session.accepted", "sid=%s from=%s media=%llu len=%zu", in->msg_sid, from,
+                  (unsigned long long)in->num_media, strlen(in->body));
+        s_accepted(self, in->msg_sid, false);
+        rc = s_take(self, in, true, &added);
     }
     free(media);
     if (added)

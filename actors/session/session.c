@@ -338,6 +338,7 @@ static void s_self_destroy(session_t *self)
     zsock_destroy(&self->sender);
     zsock_destroy(&self->gateway);
     store_close(&self->store);
+    free(self->profile_name);
     souk_actor_destroy(&self->actor);
 }
 

@@ -53,6 +53,7 @@ typedef struct {
     char *request_id;     /* the gateway's, for logs; "" on resume */
     char *body;
     uint64_t num_media;
+    bool fresh;           /* stored by this session just now: nothing of its turn is stored yet */
 } session_msg_t;
 
 /* An offer the gateway has not given its verdict on yet. */
@@ -101,6 +102,12 @@ typedef struct {
     bool lease_held;      /* this session answers the user (always, single node) */
     int64_t lease_due_ms; /* monotonic: renew (held) or try again (not held) */
     int64_t poll_due_ms;  /* monotonic: look for messages other nodes stored */
+    /* The user record as the turn needs it, kept between turns on one node
+     * (this session is its only writer there); with several nodes it is
+     * read each turn, another node's session may have changed it. */
+    bool user_known;
+    bool opted_out;
+    char *profile_name;
     llm_t *llm;           /* SOUK_LLM=openai: made on the first turn, kept (its connection too) */
     bool llm_broken;      /* it could not be made: the built-in agent answers */
     int64_t llm_beat_ms;  /* monotonic: the next heartbeat due during a model call */
@@ -136,7 +143,7 @@ int session_inbound_touch(session_t *self, const char *msg_sid, const char *body
 /* Adds an accepted message to the current turn (copies what it needs).
  * Returns SOUK_OK or SOUK_ENOMEM. */
 int session_turn_add(session_t *self, const char *msg_sid, const char *request_id,
-                     const char *body, uint64_t num_media);
+                     const char *body, uint64_t num_media, bool fresh);
 /* Whether `msg_sid` is in the current turn. */
 bool session_turn_has(const session_t *self, const char *msg_sid);
 /* Monotonic time the current turn is due; 0 when there is no turn. */

@@ -64,7 +64,7 @@ static void s_msg_free(session_msg_t *m)
 }
 
 int session_turn_add(session_t *self, const char *msg_sid, const char *request_id,
-                     const char *body, uint64_t num_media)
+                     const char *body, uint64_t num_media, bool fresh)
 {
     if (self->turn_len == SESSION_TURN_MAX)
         return SOUK_EBUSY;
@@ -73,6 +73,7 @@ int session_turn_add(session_t *self, const char *msg_sid, const char *request_i
     m->request_id = strdup(request_id ? request_id : "");
     m->body = strdup(body ? body : "");
     m->num_media = num_media;
+    m->fresh = fresh;
     if (!m->msg_sid || !m->request_id || !m->body) {
         s_msg_free(m);
         return SOUK_ENOMEM;
@@ -138,21 +139,43 @@ static int s_keywords(session_t *self, const session_msg_t *msgs, size_t n, bool
 
 /* The answer to msgs, or NULL through *body for none; the media's note
  * (media.c) comes first. */
-static int s_compute(session_t *self, const session_msg_t *msgs, size_t n,
-                     const session_media_t *media, char **body)
+/* What the turn needs of the user record: from memory on one node, else
+ * from the store (session.h). */
+static int s_user(session_t *self)
 {
+    if (self->user_known && !self->cfg->multi_node)
+        return SOUK_OK;
     store_user_t user = { 0 };
     int rc = store_user_get(self->store, self->waid, &user);
     if (rc != SOUK_OK && rc != SOUK_ENOTFOUND)
         return rc;
-    bool opted_out = user.opted_out, opted_in;
+    free(self->profile_name);
+    self->profile_name = user.profile_name;
+    user.profile_name = NULL;
+    self->opted_out = user.opted_out;
+    self->user_known = true;
+    store_user_clear(&user);
+    return SOUK_OK;
+}
+
+static int s_compute(session_t *self, const session_msg_t *msgs, size_t n,
+                     const session_media_t *media, char **body)
+{
+    int rc = s_user(self);
+    if (rc != SOUK_OK)
+        return rc;
+    bool opted_out = self->opted_out, opted_in;
     session_msg_t plain[SESSION_TURN_MAX];
     size_t nplain;
     rc = s_keywords(self, msgs, n, &opted_out, &opted_in, plain, &nplain);
+    if (rc == SOUK_OK)
+        self->opted_out = opted_out;
+    else
+        self->user_known = false;
     *body = NULL;
     if (rc == SOUK_OK && !opted_out) {
         session_turn_t turn = {
-            .waid = self->waid, .profile_name = user.profile_name, .msgs = plain,
+            .waid = self->waid, .profile_name = self->profile_name, .msgs = plain,
             .n = nplain, .store = self->store, .turn_sid = msgs[n - 1].msg_sid,
             .session = self,
         };
@@ -171,7 +194,6 @@ static int s_compute(session_t *self, const session_msg_t *msgs, size_t n,
             *body = NULL;
         }
     }
-    store_user_clear(&user);
     return rc;
 }
 
@@ -185,10 +207,17 @@ static int s_store_reply(session_t *self, const char *key, const char *body, sto
         .kind = STORE_KIND_REPLY, .state = STORE_OUTBOX_OFFERED, .created_ms = now,
     };
     int rc = store_outbox_put(self->store, &o, row);
-    if (rc == SOUK_OK)
-        rc = store_outbox_get(self->store, key, row);
-    else if (rc == SOUK_EEXISTS)
+    if (rc == SOUK_OK) {
+        /* the row is what was put: no need to read it back */
+        *row = o;
+        row->key = strdup(key);
+        row->waid = strdup(self->waid);
+        row->body = strdup(body);
+        if (!row->key || !row->waid || !row->body)
+            rc = SOUK_ENOMEM;
+    } else if (rc == SOUK_EEXISTS) {
         rc = SOUK_OK;
+    }
     if (rc != SOUK_OK)
         return rc;
     store_history_t h = {
@@ -213,6 +242,8 @@ static int s_finish(session_t *self, const char *msg_sid, store_inbound_state_t 
 static void s_defer_if_async(session_t *self, const session_msg_t *msgs, size_t n,
                              const char *turn_sid)
 {
+    if (strcmp(self->cfg->agent, "echo") == 0)
+        return; /* the echo answers at once, whatever is said */
     char *text = session_turn_text(msgs, n), *state = NULL;
     int rc = text ? store_user_state_get(self->store, self->waid, &state) : SOUK_ENOMEM;
     const char *ack = NULL;
@@ -242,23 +273,36 @@ static int s_answer(session_t *self, session_msg_t *msgs, size_t n)
     }
     store_outbox_t row = { 0 };
     char *body = NULL;
-    /* an answer stored before a crash is the answer; it is not made twice */
-    int rc = store_outbox_get(self->store, key, &row);
-    if (rc == SOUK_ENOTFOUND) {
+    /* an answer stored before a crash is the answer; it is not made twice
+     * (a message this session has just stored has none) */
+    int rc = msgs[n - 1].fresh ? SOUK_ENOTFOUND : store_outbox_get(self->store, key, &row);
+    bool computed = rc == SOUK_ENOTFOUND;
+    if (computed) {
         session_media_t media;
         rc = session_media_prepare(self, msgs, n, turn_sid, &media);
         if (rc == SOUK_OK && !media.deferred)
             s_defer_if_async(self, msgs, n, turn_sid);
         if (rc == SOUK_OK)
             rc = s_compute(self, msgs, n, &media, &body);
-        if (rc == SOUK_OK && body)
-            rc = s_store_reply(self, key, body, &row);
         session_media_clear(&media);
     }
+    /* steps 2 to 4 in one batch: one commit */
+    bool batch = false;
+    if (rc == SOUK_OK) {
+        rc = store_batch_begin(self->store);
+        batch = rc == SOUK_OK;
+    }
+    if (rc == SOUK_OK && computed && body)
+        rc = s_store_reply(self, key, body, &row);
     for (size_t i = 0; rc == SOUK_OK && i + 1 < n; i++)
         rc = s_finish(self, msgs[i].msg_sid, STORE_INBOUND_MERGED, turn_sid);
     if (rc == SOUK_OK)
         rc = s_finish(self, turn_sid, STORE_INBOUND_DONE, turn_sid);
+    if (batch) {
+        int end = store_batch_end(self->store, rc == SOUK_OK);
+        if (rc == SOUK_OK)
+            rc = end;
+    }
     if (rc == SOUK_OK) {
         SLOG_INFO("session.turn", "sid=%s messages=%zu reply=%s", turn_sid, n,
                   !row.key ? "none" : store_outbox_state_name(row.state));
@@ -306,7 +350,7 @@ static int s_resume_one(const store_inbound_t *m, void *arg)
         session_turn_clear(self);
     }
     if (rc == SOUK_OK)
-        rc = session_turn_add(self, m->msg_sid, "", m->body, s_media_count(m->media));
+        rc = session_turn_add(self, m->msg_sid, "", m->body, s_media_count(m->media), false);
     return rc;
 }
 

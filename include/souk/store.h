@@ -134,6 +134,27 @@ typedef struct {
  * (sqlite). */
 int store_ops(const store_t *self, store_ops_t *out);
 
+/* ---- batches --------------------------------------------------------------
+ * Several primitives as one unit of work where the backend can: on SQLite
+ * one transaction (one write lock and one commit instead of one each, the
+ * hot path's main cost with hundreds of writing processes); each primitive
+ * keeps its own all-or-nothing inside it. On DynamoDB each primitive is
+ * durable at once, as without a batch: a batch is only ever made of
+ * primitives that are idempotent one by one, so a crash in the middle is
+ * resumed like a crash between two of them.
+ *
+ * store_batch_begin: SOUK_OK, SOUK_EBUSY (a batch is open on this handle
+ * already) or the backend's error taking the write lock. Until the batch
+ * ends nothing is visible to other handles; keep it short (no network, no
+ * model, no user code between the two calls).
+ * store_batch_end: commit true makes everything durable (SOUK_OK, or the
+ * commit's error, everything then undone); false undoes every primitive
+ * since the begin. After a primitive in the batch fails with SOUK_EIO the
+ * backend may have undone the batch already: ending it with commit true
+ * then says SOUK_EIO. */
+int store_batch_begin(store_t *self);
+int store_batch_end(store_t *self, bool commit);
+
 /* ---- users (by waid) ---------------------------------------------------- */
 
 typedef struct {
@@ -477,6 +498,9 @@ typedef struct {
     const char *(*last_error)(const store_impl_t *h);
     int (*create)(const char *data_dir, char *err, size_t errlen);  /* NULL: open does it */
     int (*ops)(const store_impl_t *h, store_ops_t *out);            /* NULL: not counted */
+    /* NULL both: every primitive is durable on its own (store_batch_*) */
+    int (*batch_begin)(store_impl_t *h);
+    int (*batch_end)(store_impl_t *h, bool commit);
     int (*user_seen)(store_impl_t *h, const store_user_seen_t *seen);
     int (*user_get)(store_impl_t *h, const char *waid, store_user_t *out);
     int (*user_set_opt_out)(store_impl_t *h, const char *waid, bool opted_out, int64_t now_ms);
