@@ -23,7 +23,7 @@ for body, sig in (l.rstrip("\n").split("\t") for l in open(sys.argv[1])):
         headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig})
     urllib.request.urlopen(req, timeout=10).read()
 PY
-sleep 2 # let every session finish its turn and settle into idle
+sleep 6 # let every session finish its turn and settle into idle (its store handle goes after 5 s)
 SOUK_DATA="$WORK/d" $BUILD/souk status --json | python3 -c '
 import json, sys
 pids = [a["pid"] for a in json.load(sys.stdin)["actors"] if a["role"] == "session"]

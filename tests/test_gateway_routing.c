@@ -219,17 +219,30 @@ static void test_no_200_before_stored(void **state)
     assert_int_equal(w.nanswers, 1);
     assert_int_equal(w.answers[0].status, 503);
     assert_int_equal(gw_routing_pending(r), 0);
+    /* delivered again while still not stored: 503 again, not a duplicate's
+     * 200 (a gateway killed now would lose the message it vouched for) */
+    assert_true(gw_routing_unstored(r, "100", "SM1"));
+    assert_false(gw_routing_unstored(r, "200", "SM1"));
+    assert_int_equal(s_inbound(r, "SM1", "100", 9, 120), GW_BUSY);
+    assert_int_equal(w.nanswers, 2);
+    assert_int_equal(w.answers[1].status, 503);
+    assert_int_equal(w.ndelivered, 1);   /* held once, delivered once */
     gw_routing_accepted(r, "100", "SM1", false, 150);
+    assert_false(gw_routing_unstored(r, "100", "SM1"));
+    /* stored now: a delivery again is a duplicate */
+    assert_int_equal(s_inbound(r, "SM1", "100", 10, 155), GW_DUPLICATE);
+    assert_int_equal(w.nanswers, 3);
+    assert_int_equal(w.answers[2].status, 200);
     gw_routing_offer(r, "100", "SM1", "r:SM1", "THE-REPLY", 160);
-    assert_int_equal(w.nanswers, 1);
+    assert_int_equal(w.nanswers, 3);
     assert_int_equal(w.nverdicts, 1);
     assert_false(w.verdicts[0].inline_);
     /* stored in time: the acknowledgement is a 200 */
     assert_int_equal(s_inbound(r, "SM2", "100", 8, 200), GW_ROUTED);
     gw_routing_accepted(r, "100", "SM2", false, 201);
     gw_routing_expire(r, 300);
-    assert_int_equal(w.nanswers, 2);
-    assert_int_equal(w.answers[1].status, 200);
+    assert_int_equal(w.nanswers, 4);
+    assert_int_equal(w.answers[3].status, 200);
     gw_routing_destroy(&r);
 }
 

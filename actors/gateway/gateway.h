@@ -116,6 +116,9 @@ void gw_routing_destroy(gw_routing_t **self_p);
 
 /* Whether msg_sid was routed recently (a repeat is answered <Response/>). */
 bool gw_routing_seen(const gw_routing_t *self, const char *msg_sid);
+/* Whether msg_sid is held or in flight for waid: no session has stored it
+ * yet, so a delivery of it again must not be answered 200. */
+bool gw_routing_unstored(gw_routing_t *self, const char *waid, const char *msg_sid);
 
 /* A verified webhook. `http` is the caller's handle for the request; with
  * GW_ROUTED, *req receives routing's handle (for gw_routing_request_gone).

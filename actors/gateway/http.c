@@ -532,7 +532,8 @@ static void s_inbound(gw_t *gw, struct lws *wsi, pss_t *pss, const twilio_form_t
         return;
     }
     const char *sid = twilio_form_get(form, "MessageSid");
-    if (gw_routing_seen(gw->routing, sid)) { /* the hot path of a retry storm: no JSON */
+    if (gw_routing_seen(gw->routing, sid) /* the hot path of a retry storm: no JSON */
+        && !gw_routing_unstored(gw->routing, twilio_form_get(form, "WaId"), sid)) {
         souk_metric_add("souk_dedupe_hits_total", "where=\"gateway\"", 1);
         souk_log_request(pss->request_id);
         SLOG_DEBUG("http.inbound", "sid=%s from=%s disposition=duplicate", sid, pss->from);

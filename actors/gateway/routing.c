@@ -15,6 +15,9 @@
  * (ACCEPTED): a request whose budget runs out before that is answered 503
  * (not taken), still within the budget, and its message stays held for its
  * session, which answers it by REST when it can.
+ * A delivery again of a message still held is answered 503 too: its 200
+ * would come before any session stored it, and a gateway killed then
+ * would take the message with it.
  * The reply decision is one lookup in `verdicts` in this single-threaded
  * code: an offer that finds its request pending (and within budget) is
  * answered inline; anything else — acknowledged, merged, gone, unknown — gets
@@ -30,6 +33,7 @@
 
 #define TEXT_ACK "Got it \xe2\x80\x94 working on it, I'll reply here shortly."
 #define TEXT_BUSY "We're receiving a lot of your messages at once \xe2\x80\x94 please wait a moment and try again."
+#define TEXT_UNSTORED "message not taken yet, send it again\n"
 #define TEXT_APOLOGY "Sorry \xe2\x80\x94 something went wrong on our side and we can't handle your messages right now. Please try again later."
 
 enum { VERDICT_INLINE = 1, VERDICT_REST = 2 };
@@ -409,11 +413,29 @@ bool gw_routing_seen(const gw_routing_t *self, const char *msg_sid)
     return gw_recent_get(self->seen, msg_sid) || zhashx_lookup(self->requests, msg_sid);
 }
 
+static bool s_listed(const link_t *head, const char *msg_sid)
+{
+    for (const link_t *l = head->next; l != head; l = l->next)
+        if (strcmp(CONTAINER(l, const msg_t, link)->sid, msg_sid) == 0)
+            return true;
+    return false;
+}
+
+bool gw_routing_unstored(gw_routing_t *self, const char *waid, const char *msg_sid)
+{
+    const user_t *u = waid ? s_user(self, waid, false) : NULL;
+    return u && (s_listed(&u->held, msg_sid) || s_listed(&u->inflight, msg_sid));
+}
+
 gw_disposition_t gw_routing_inbound(gw_routing_t *self, const gw_inbound_t *in, void *http,
                                     gw_request_t **req, int64_t now_ms)
 {
     *req = NULL;
     if (gw_routing_seen(self, in->msg_sid)) {
+        if (gw_routing_unstored(self, in->waid, in->msg_sid)) {
+            s_answer_text(self, http, 503, TEXT_UNSTORED);
+            return GW_BUSY;
+        }
         s_answer_twiml(self, http, self->twiml_empty, "none");
         return GW_DUPLICATE;
     }

@@ -17,18 +17,96 @@
 #include "souk/roles.h"
 
 #include <stdio.h>
+#include <inttypes.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* SQLite page cache of a session's store handle: a session reads and
  * writes a handful of rows per turn, and 10,000 idle sessions must fit. */
 #define SESSION_STORE_CACHE_KIB 64
+/* A session quiet this long gives back what only a turn needs (single
+ * node): its store handle and its links to the tool actors and the sender.
+ * An idle user then costs no SQLite cache, statements or file locks (every
+ * open handle holds locks that each other process's lock calls walk past:
+ * thousands of idle handles slowed every commit) and no ZeroMQ pipes; the
+ * next message brings them back (session_wake). */
+#define SESSION_STORE_IDLE_MS 5000
+#define SESSION_TRIM_AFTER_MS 100
+/* stack kept below the frame that discards the rest, for what it calls */
+#define SESSION_STACK_KEEP (8 * 1024)
 #define MONITOR_ENDPOINT "inproc://session-gateway-monitor"
 
 static int s_on_timer(zloop_t *loop, int timer_id, void *arg);
 
 /* ---- helpers used by the other files ---------------------------------- */
+
+static int s_connect_work(session_t *self);
+
+int session_wake(session_t *self)
+{
+    self->store_used_ms = souk_now_ms();
+    if (self->store && self->tools)
+        return SOUK_OK;
+    if (!self->tools && s_connect_work(self) != SOUK_OK)
+        return SOUK_EIO;
+    if (self->store)
+        return SOUK_OK;
+    char err[256] = "";
+    store_options_t opt = { .cache_kib = SESSION_STORE_CACHE_KIB };
+    int rc = store_open(self->cfg->store, self->cfg->store_dir, &opt, &self->store, err,
+                        sizeof err);
+    if (rc != SOUK_OK)
+        SLOG_ERROR("session.store_open", "err=%s reason=\"%s\"", souk_errname(rc), err);
+    return rc;
+}
+
+/* Whether the store handle may be given back now, and when it may. */
+static int64_t s_store_close_due(const session_t *self)
+{
+    if (!self->store || self->cfg->multi_node || session_busy(self) || self->draining)
+        return 0;
+    return self->store_used_ms + SESSION_STORE_IDLE_MS;
+}
+
+/* The main stack's pages below the deepest frame an idle session still
+ * uses: SQLite's parser and the first turn touched tens of KiB that stay
+ * private to the process after they return. Like OTP's hibernate, the idle
+ * session drops them (dead data below the stack pointer; the kernel maps
+ * zero pages again when the stack grows there). */
+static void s_discard_stack(void)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return;
+    char line[512];
+    uintptr_t lo = 0, hi = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "[stack]") && sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &lo, &hi) == 2)
+            break;
+    fclose(f);
+    volatile char here = 0;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t keep = ((uintptr_t)&here - SESSION_STACK_KEEP) & ~(page - 1);
+    if (lo && keep > lo && keep < hi)
+        madvise((void *)lo, keep - lo, MADV_DONTNEED);
+}
+
+static void s_release(session_t *self)
+{
+    store_close(&self->store);
+    zsock_destroy(&self->tools);
+    zsock_destroy(&self->sender);
+    /* What was freed goes back to the system, not to a heap nobody uses:
+     * SQLite's now, the pipes once libzmq's reaper thread has let them go. */
+    malloc_trim(0);
+    s_discard_stack();
+    self->trim_due_ms = souk_now_ms() + SESSION_TRIM_AFTER_MS;
+    SLOG_DEBUG("session.store_closed", "idle_ms=%lld",
+               (long long)(souk_now_ms() - self->store_used_ms));
+}
 
 int session_send_gateway(session_t *self, const souk_msg_t *m)
 {
@@ -67,6 +145,8 @@ void session_schedule(session_t *self)
     int64_t due = s_earliest(session_turn_due(self), session_reply_due(self));
     if (!self->draining)
         due = s_earliest(due, session_lease_due(self));
+    due = s_earliest(due, s_store_close_due(self));
+    due = s_earliest(due, self->trim_due_ms);
     if (self->draining)
         due = s_earliest(due, self->drain_deadline_ms);
     else if (!session_busy(self))
@@ -160,6 +240,21 @@ static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
     session_t *self = arg;
     self->timer_id = -1; /* one-shot: zloop has dropped it */
     int64_t now = souk_now_ms();
+    int64_t close_due = s_store_close_due(self);
+    if (close_due && close_due <= now)
+        s_release(self);
+    else if (self->trim_due_ms && self->trim_due_ms <= now) {
+        self->trim_due_ms = 0;
+        malloc_trim(0);
+    }
+    /* a closed handle means nothing is owed: this is for safety only */
+    if (!self->store && (session_busy(self) || self->cfg->multi_node)) {
+        int rc = session_wake(self);
+        if (rc != SOUK_OK) {
+            session_fail(self, "store", rc);
+            return -1;
+        }
+    }
     int64_t turn_due = session_turn_due(self);
     if (turn_due && turn_due <= now)
         session_turn_run(self);
@@ -202,6 +297,15 @@ static int s_on_gateway(zloop_t *loop, zsock_t *sock, void *arg)
         return 0;
     }
     rc = 0;
+    if ((m.type == SOUK_MSG_INBOUND || m.type == SOUK_MSG_REPLY_VERDICT) && !self->draining) {
+        int orc = session_wake(self);
+        if (orc != SOUK_OK) {
+            /* not acknowledged: the gateway delivers it again */
+            session_fail(self, "store", orc);
+            souk_msg_clear(&m);
+            return -1;
+        }
+    }
     switch (m.type) {
     case SOUK_MSG_INBOUND:
         if (self->draining)
@@ -290,29 +394,20 @@ static zsock_t *s_socket(int type)
     return s;
 }
 
-/* Connects every bus socket. The gateway link is watched before it
- * connects, so no event is missed. */
-static int s_connect(session_t *self)
+/* The links a turn needs (session_wake): the sender and the tool actors. */
+static int s_connect_work(session_t *self)
 {
     const souk_config_t *cfg = self->cfg;
     char ep[512];
-    self->gateway = s_socket(ZMQ_DEALER);
+    zsock_destroy(&self->sender);
+    zsock_destroy(&self->tools);
     self->sender = s_socket(ZMQ_PUSH);
     self->tools = s_socket(ZMQ_DEALER);
-    self->monitor = zsock_new(ZMQ_PAIR);
-    if (!self->gateway || !self->sender || !self->tools || !self->monitor)
+    if (!self->sender || !self->tools)
         return SOUK_ENOMEM;
-    zsock_set_identity(self->gateway, self->waid); /* before connect, or ROUTER makes one up */
     /* a call goes only to a tool actor whose connection is up; one that is
      * down (restarting) does not swallow calls in a queue */
     zsock_set_immediate(self->tools, 1);
-    if (zmq_socket_monitor(zsock_resolve(self->gateway), MONITOR_ENDPOINT,
-                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) < 0
-        || zsock_connect(self->monitor, MONITOR_ENDPOINT) < 0)
-        return SOUK_EIO;
-    souk_endpoint(ep, sizeof ep, cfg->run_dir, SOUK_EP_SESSIONS, 0);
-    if (zsock_connect(self->gateway, "%s", ep) < 0)
-        goto fail;
     souk_endpoint(ep, sizeof ep, cfg->run_dir, SOUK_EP_SENDER, 0);
     if (zsock_connect(self->sender, "%s", ep) < 0)
         goto fail;
@@ -325,6 +420,28 @@ static int s_connect(session_t *self)
 fail:
     SLOG_ERROR("session.connect", "endpoint=%s", ep);
     return SOUK_EIO;
+}
+
+/* The gateway link, for life. It is watched before it connects, so no
+ * event is missed. */
+static int s_connect(session_t *self)
+{
+    char ep[512];
+    self->gateway = s_socket(ZMQ_DEALER);
+    self->monitor = zsock_new(ZMQ_PAIR);
+    if (!self->gateway || !self->monitor)
+        return SOUK_ENOMEM;
+    zsock_set_identity(self->gateway, self->waid); /* before connect, or ROUTER makes one up */
+    if (zmq_socket_monitor(zsock_resolve(self->gateway), MONITOR_ENDPOINT,
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) < 0
+        || zsock_connect(self->monitor, MONITOR_ENDPOINT) < 0)
+        return SOUK_EIO;
+    souk_endpoint(ep, sizeof ep, self->cfg->run_dir, SOUK_EP_SESSIONS, 0);
+    if (zsock_connect(self->gateway, "%s", ep) < 0) {
+        SLOG_ERROR("session.connect", "endpoint=%s", ep);
+        return SOUK_EIO;
+    }
+    return SOUK_OK;
 }
 
 static void s_self_destroy(session_t *self)
@@ -358,13 +475,9 @@ static int s_self_init(session_t *self, const souk_config_t *cfg, const char *na
     self->actor = souk_actor_new(name, "session", cfg);
     if (!self->actor)
         return 1;
-    char err[256] = "";
-    store_options_t opt = { .cache_kib = SESSION_STORE_CACHE_KIB };
-    int rc = store_open(cfg->store, cfg->store_dir, &opt, &self->store, err, sizeof err);
-    if (rc != SOUK_OK) {
-        SLOG_ERROR("session.store_open", "err=%s reason=\"%s\"", souk_errname(rc), err);
+    int rc = session_wake(self);
+    if (rc != SOUK_OK)
         return rc == SOUK_ECONFIG || rc == SOUK_EINVAL ? SOUK_EXIT_CONFIG : 1;
-    }
     if (s_connect(self) != SOUK_OK)
         return 1;
     self->loop = zloop_new();

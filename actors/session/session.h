@@ -72,10 +72,12 @@ typedef struct {
     char waid[TWILIO_WAID_MAX_DIGITS + 1];
     char masked[TWILIO_WAID_MAX_DIGITS + 8]; /* the waid as logs may show it */
     souk_actor_t *actor;
-    store_t *store;
+    store_t *store;       /* NULL while idle on one node: session_wake */
+    int64_t store_used_ms; /* monotonic: the store was last asked for */
+    int64_t trim_due_ms;  /* monotonic: give freed memory back then; 0: not due */
     zsock_t *gateway;     /* DEALER, identity = waid, to the sessions ROUTER */
-    zsock_t *sender;      /* PUSH to the sender's PULL */
-    zsock_t *tools;       /* DEALER connected to every tool actor */
+    zsock_t *sender;      /* PUSH to the sender's PULL; NULL while idle */
+    zsock_t *tools;       /* DEALER connected to every tool actor; NULL while idle */
     zsock_t *monitor;     /* PAIR: socket events of `gateway` */
     zloop_t *loop;
     int timer_id;         /* the one wake-up timer; -1 when none */
@@ -115,6 +117,10 @@ typedef struct {
 
 /* ---- session.c ---------------------------------------------------------- */
 
+/* Brings back what an idle session gave back (session.c): the store
+ * handle, the sender and tool links; notes the use. SOUK_OK, store_open's
+ * error (logged) or SOUK_EIO. */
+int session_wake(session_t *self);
 /* Sends `m` to the gateway; logs a failure. */
 int session_send_gateway(session_t *self, const souk_msg_t *m);
 /* Arms the one timer for the earliest thing that is due. */
