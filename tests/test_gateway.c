@@ -441,14 +441,20 @@ static void test_dedupe(void **state)
     zsock_t *s = gwh_session(h, WAID, true);
     int fd1 = s_post(h, "SM30000000000000000000000000000001", WAID, "once");
     s_expect_inbound(s, "SM30000000000000000000000000000001", NULL);
-    /* the repeat is answered at once, while the first still waits */
+    /* the repeat is answered at once, while the first still waits: 503
+     * while no session has stored the message (a 200 would vouch for a
+     * message only this gateway holds), <Response/> once one has */
     int fd2 = s_post(h, "SM30000000000000000000000000000001", WAID, "once");
     gwh_resp_t r;
+    assert_int_equal(s_read(fd2, &r, 2000), 503);
+    gwh_resp_clear(&r);
+    s_expect_quiet(s, 100);
+    gwh_accept(s, "SM30000000000000000000000000000001", false);
+    fd2 = s_post(h, "SM30000000000000000000000000000001", WAID, "once");
     assert_int_equal(s_read(fd2, &r, 2000), 200);
     assert_non_null(strstr(r.body, "<Response/>"));
     gwh_resp_clear(&r);
     s_expect_quiet(s, 100);
-    gwh_accept(s, "SM30000000000000000000000000000001", false);
     gwh_offer(s, "SM30000000000000000000000000000001", "answer");
     assert_true(s_expect_verdict(s, "SM30000000000000000000000000000001"));
     assert_int_equal(s_read(fd1, &r, 5000), 200);
