@@ -22,6 +22,18 @@ bench_release() {
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# bench_warm SOUK URL DATA N FILE: wrk rounds of FILE at URL until souk
+# status (SOUK binary, SOUK_DATA=DATA) lists N live sessions (at most 20
+# rounds), so the measured run spawns none.
+bench_warm() {
+  local live=0
+  for _ in $(seq 20); do
+    wrk -t1 -c32 -d2s -s bench/webhook/wrk.lua "$2" -- "$5" >/dev/null
+    live=$(SOUK_DATA="$3" "$1" status --json | python3 -c "import json,sys; print(json.load(sys.stdin)[\"sessions_live\"])")
+    [ "$live" -ge "$4" ] && return 0
+  done
+  echo "warning: only $live of $4 sessions live after warming" >&2
+}
 # wait_http URL: 0 once it answers 2xx, 1 after about 20 s.
 wait_http() { for _ in $(seq 400); do curl -fs -o /dev/null "$1" && return 0; sleep 0.05; done; return 1; }
 

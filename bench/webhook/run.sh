@@ -37,7 +37,7 @@ report "souk first message (spawn), c=1" "$WORK/first1.txt"
 wrk -t1 -c16 -d5s --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/first.tsv" >"$WORK/first.txt"
 report "souk first message (spawn), c=16" "$WORK/first.txt"
 # warm: every one of the 1,000 users has a live session
-wrk -t1 -c32 -d3s -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/warm.tsv" >/dev/null
+bench_warm build-release/souk "http://127.0.0.1:$PORT" "$WORK/d" 1000 "$WORK/warm.tsv"
 wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/steady.tsv" >"$WORK/souk.txt"
 report "souk (1,000 users, c=64)" "$WORK/souk.txt"
 # latency at about half the maximum rate: fewer connections, closed loop

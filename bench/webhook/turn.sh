@@ -19,7 +19,7 @@ SOUK_PORT=$PORT SOUK_LISTEN=lo SOUK_PUBLIC_URL=$PUBLIC TWILIO_AUTH_TOKEN=$TOKEN 
 for _ in $(seq 200); do curl -fs -o /dev/null "http://127.0.0.1:$PORT/readyz" && break; sleep 0.05; done
 python3 bench/webhook/gen_requests.py "$WORK/warm.tsv" 3000 1000 "$TOKEN" "$PUBLIC" 5 --body "hi"
 python3 bench/webhook/gen_requests.py "$WORK/turn.tsv" 200000 1000 "$TOKEN" "$PUBLIC" 6 --body "show me running shoes"
-wrk -t1 -c32 -d3s -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/warm.tsv" >/dev/null
+bench_warm build-release/souk "http://127.0.0.1:$PORT" "$WORK/d" 1000 "$WORK/warm.tsv"
 wrk -t1 -c16 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/turn.tsv" >"$WORK/turn.txt"
 rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/turn.txt")
 p50=$(awk '$1=="50%" {print $2}' "$WORK/turn.txt"); p99=$(awk '$1=="99%" {print $2}' "$WORK/turn.txt")
