@@ -7,7 +7,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +31,61 @@ static void test_inline_reply_echoes(void **state)
     assert_non_null(r.message);
     assert_non_null(strstr(r.message, "hello there"));
     harness_reply_clear(&r);
+    assert_int_equal(harness_stop(&h, false), 0);
+}
+
+/* Whether process pid has path open. */
+static bool s_has_open(pid_t pid, const char *path)
+{
+    char dir[64], link[400], target[512];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        snprintf(link, sizeof link, "%s/%s", dir, e->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            found = strcmp(target, path) == 0;
+        }
+    }
+    closedir(d);
+    return found;
+}
+
+/* A quiet session hibernates (closes its store handle: no descriptor of
+ * souk.db left, the counter says so), and its next message wakes it: the
+ * same process answers it as an awake one would, and hibernates again. */
+static void test_idle_session_hibernates_and_wakes(void **state)
+{
+    (void)state;
+    /* on DynamoDB a node id is always set: a session renews its lease
+     * through the store, so it keeps the handle */
+    if (strcmp(dynalite_backend(), "sqlite") != 0)
+        skip();
+    const char *const env[] = { "SOUK_DEBOUNCE_MS=0", "SOUK_SESSION_HIBERNATE_MS=200", NULL };
+    harness_t h;
+    assert_int_equal(harness_start(&h, env), 0);
+    harness_reply_t r;
+    assert_int_equal(harness_send(&h, "15550001009", "Hana", "first words", NULL, NULL, &r), 0);
+    assert_string_equal(r.answer, "inline");
+    harness_reply_clear(&r);
+    char db[160];
+    snprintf(db, sizeof db, "%s/souk.db", h.data);
+    pid_t pid = harness_actor_pid(&h, "s-15550001009");
+    assert_true(pid > 0);
+    assert_true(harness_metric_await(&h, "souk_session_hibernations_total", 1, 10000) >= 1);
+    assert_false(s_has_open(pid, db));
+
+    assert_int_equal(harness_send(&h, "15550001009", "Hana", "second words", NULL, NULL, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.answer, "inline");
+    assert_non_null(r.message);
+    assert_non_null(strstr(r.message, "second words"));
+    harness_reply_clear(&r);
+    assert_int_equal(harness_actor_pid(&h, "s-15550001009"), pid); /* woken, not restarted */
+    assert_true(harness_metric_await(&h, "souk_session_hibernations_total", 2, 10000) >= 2);
     assert_int_equal(harness_stop(&h, false), 0);
 }
 
@@ -259,6 +316,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_inline_reply_echoes),
         cmocka_unit_test(test_duplicate_sid_processed_once),
+        cmocka_unit_test(test_idle_session_hibernates_and_wakes),
         cmocka_unit_test(test_budget_expired_answer_goes_out_later),
         cmocka_unit_test(test_debounce_answers_burst_once),
         cmocka_unit_test(test_concurrent_users_no_cross_talk),

@@ -14,6 +14,7 @@
 #include "souk/endpoints.h"
 #include "souk/error.h"
 #include "souk/log.h"
+#include "souk/metrics.h"
 #include "souk/roles.h"
 
 #include <stdio.h>
@@ -27,13 +28,13 @@
 /* SQLite page cache of a session's store handle: a session reads and
  * writes a handful of rows per turn, and 10,000 idle sessions must fit. */
 #define SESSION_STORE_CACHE_KIB 64
-/* A session quiet this long gives back what only a turn needs (single
- * node): its store handle and its links to the tool actors and the sender.
+/* A session quiet for SOUK_SESSION_HIBERNATE_MS gives back what only a
+ * turn needs (single node): its store handle and its links to the tool
+ * actors and the sender.
  * An idle user then costs no SQLite cache, statements or file locks (every
  * open handle holds locks that each other process's lock calls walk past:
  * thousands of idle handles slowed every commit) and no ZeroMQ pipes; the
  * next message brings them back (session_wake). */
-#define SESSION_STORE_IDLE_MS 5000
 #define SESSION_TRIM_AFTER_MS 100
 /* stack kept below the frame that discards the rest, for what it calls */
 #define SESSION_STACK_KEEP (8 * 1024)
@@ -66,9 +67,10 @@ int session_wake(session_t *self)
 /* Whether the store handle may be given back now, and when it may. */
 static int64_t s_store_close_due(const session_t *self)
 {
-    if (!self->store || self->cfg->multi_node || session_busy(self) || self->draining)
+    if (!self->store || self->cfg->multi_node || session_busy(self) || self->draining
+        || !self->cfg->session_hibernate_ms)
         return 0;
-    return self->store_used_ms + SESSION_STORE_IDLE_MS;
+    return self->store_used_ms + self->cfg->session_hibernate_ms;
 }
 
 /* The main stack's pages below the deepest frame an idle session still
@@ -104,7 +106,8 @@ static void s_release(session_t *self)
     malloc_trim(0);
     s_discard_stack();
     self->trim_due_ms = souk_now_ms() + SESSION_TRIM_AFTER_MS;
-    SLOG_DEBUG("session.store_closed", "idle_ms=%lld",
+    souk_metric_add("souk_session_hibernations_total", "", 1);
+    SLOG_DEBUG("session.hibernated", "idle_ms=%lld",
                (long long)(souk_now_ms() - self->store_used_ms));
 }
 

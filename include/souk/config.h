@@ -29,6 +29,7 @@
     V(SOUK_REPLY_BUDGET_MS, int, reply_budget_ms, "3000", 50, 14000, "How long the webhook waits for an inline answer before acknowledging") \
     V(SOUK_DEBOUNCE_MS, int, debounce_ms, "1200", 0, 10000, "A user's burst of messages within this window is answered as one turn") \
     V(SOUK_SESSION_IDLE_S, int, session_idle_s, "300", 1, 86400, "A session actor exits after this many idle seconds") \
+    V(SOUK_SESSION_HIBERNATE_MS, int, session_hibernate_ms, "5000", 0, 3600000, "A session quiet this long closes its store handle and spare links until its next message (one node on SQLite: with a node id it keeps renewing its lease; 0: never)") \
     V(SOUK_SESSIONS_MAX, int, sessions_max, "5000", 1, 1000000, "Cap on live session actors (least recently used idle ones are asked to exit)") \
     V(SOUK_TOOLS, int, tools, "2", 1, 64, "Size of the tool actor pool") \
     V(SOUK_SEND_RATE, int, send_rate, "80", 1, 10000, "Outbound messages per second per sender number") \

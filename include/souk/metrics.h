@@ -63,6 +63,7 @@
     X(souk_outbox_messages, gauge, "Outbox rows by state") \
     X(souk_delivery_updates_total, counter, "Twilio status callbacks received by the sender, by status") \
     X(souk_sessions_live, gauge, "Live session actors") \
+    X(souk_session_hibernations_total, counter, "Idle sessions that gave back their store handle and spare links") \
     X(souk_quarantined_users, gauge, "Users quarantined after repeated session crashes") \
     X(souk_actor_restarts_total, counter, "Actor restarts, by role") \
     X(souk_actor_hung_total, counter, "Actors killed for silence or a start time-out, by role") \
