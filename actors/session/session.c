@@ -17,9 +17,9 @@
 #include "souk/metrics.h"
 #include "souk/roles.h"
 
-#include <stdio.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -28,13 +28,14 @@
 /* SQLite page cache of a session's store handle: a session reads and
  * writes a handful of rows per turn, and 10,000 idle sessions must fit. */
 #define SESSION_STORE_CACHE_KIB 64
-/* A session quiet for SOUK_SESSION_HIBERNATE_MS gives back what only a
- * turn needs (single node): its store handle and its links to the tool
- * actors and the sender.
- * An idle user then costs no SQLite cache, statements or file locks (every
- * open handle holds locks that each other process's lock calls walk past:
- * thousands of idle handles slowed every commit) and no ZeroMQ pipes; the
- * next message brings them back (session_wake). */
+/* Hibernation: a session quiet for SOUK_SESSION_HIBERNATE_MS gives back
+ * what only a turn needs (single node): its store handle and its links to
+ * the tool actors and the sender (s_release). An idle user then costs no
+ * SQLite cache, statements or file locks (every open handle holds locks
+ * that each other process's lock calls walk past: thousands of idle
+ * handles slowed every commit) and no ZeroMQ pipes; the next message
+ * brings them back (session_wake). The heap is trimmed again this long
+ * after, once libzmq's reaper thread has freed the closed links' pipes. */
 #define SESSION_TRIM_AFTER_MS 100
 /* stack kept below the frame that discards the rest, for what it calls */
 #define SESSION_STACK_KEEP (8 * 1024)
@@ -300,7 +301,8 @@ static int s_on_gateway(zloop_t *loop, zsock_t *sock, void *arg)
         return 0;
     }
     rc = 0;
-    if ((m.type == SOUK_MSG_INBOUND || m.type == SOUK_MSG_REPLY_VERDICT) && !self->draining) {
+    /* an INBOUND while draining is not taken (below): nothing to wake for */
+    if ((m.type == SOUK_MSG_INBOUND && !self->draining) || m.type == SOUK_MSG_REPLY_VERDICT) {
         int orc = session_wake(self);
         if (orc != SOUK_OK) {
             /* not acknowledged: the gateway delivers it again */
