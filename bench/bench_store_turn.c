@@ -43,7 +43,7 @@ static int s_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int s_turn(store_t *st, const char *waid, int p, int i)
+static int s_turn(store_t *st, const char *waid, int p, int i, bool batched)
 {
     char sid[64], key[80];
     snprintf(sid, sizeof sid, "SM%08d%08d", p, i);
@@ -63,7 +63,6 @@ static int s_turn(store_t *st, const char *waid, int p, int i)
     store_outbox_change_t ch = { .now_ms = now, .next_attempt_ms = now };
     /* the session's three units of work: accept, answer, verdict (each
      * batch one transaction on SQLite; unbatched with BENCH_UNBATCHED=1) */
-    bool batched = !getenv("BENCH_UNBATCHED");
     if (batched && store_batch_begin(st) != SOUK_OK)
         return -1;
     int rc = store_inbound_put(st, &in);
@@ -104,6 +103,7 @@ int main(int argc, char **argv)
         return 1;
     }
     store_close(&st);
+    bool batched = !getenv("BENCH_UNBATCHED");
     size_t n = (size_t)procs * (size_t)turns;
     int64_t *lat = mmap(NULL, n * sizeof *lat, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
                         -1, 0);
@@ -120,7 +120,7 @@ int main(int argc, char **argv)
         snprintf(waid, sizeof waid, "1555%07d", p);
         for (int i = 0; i < turns; i++) {
             int64_t a = s_now_ns();
-            if (s_turn(mine, waid, p, i) != 0)
+            if (s_turn(mine, waid, p, i, batched) != 0)
                 _exit(2);
             lat[(size_t)p * (size_t)turns + (size_t)i] = s_now_ns() - a;
         }
@@ -135,7 +135,7 @@ int main(int argc, char **argv)
     qsort(lat, n, sizeof *lat, s_cmp);
     printf("%s store turns (7 writes, %s): %d processes x %d turns: %.0f turns/s; one turn p50 %.2f ms, "
            "p99 %.2f ms, p99.9 %.2f ms, max %.2f ms; %d failed\n",
-           backend, getenv("BENCH_UNBATCHED") ? "unbatched" : "in 3 batches", procs, turns, (double)n / secs, lat[n / 2] / 1e6, lat[(size_t)(n * 0.99)] / 1e6,
+           backend, batched ? "in 3 batches" : "unbatched", procs, turns, (double)n / secs, lat[n / 2] / 1e6, lat[(size_t)(n * 0.99)] / 1e6,
            lat[(size_t)(n * 0.999)] / 1e6, lat[n - 1] / 1e6, failed);
     store_ops_t all = { 0 };
     for (int p = 0; p < procs; p++) {

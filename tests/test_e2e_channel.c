@@ -7,7 +7,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <pthread.h>
 #include <unistd.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 
 #include "dynalite.h"
 #include "harness.h"
+#include "proc_fd.h"
 
 static const char *const fast_env[] = { "SOUK_DEBOUNCE_MS=0", NULL };
 
@@ -32,26 +32,6 @@ static void test_inline_reply_echoes(void **state)
     assert_non_null(strstr(r.message, "hello there"));
     harness_reply_clear(&r);
     assert_int_equal(harness_stop(&h, false), 0);
-}
-
-/* Whether process pid has path open. */
-static bool s_has_open(pid_t pid, const char *path)
-{
-    char dir[64], link[400], target[512];
-    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    bool found = false;
-    for (struct dirent *e; !found && (e = readdir(d));) {
-        snprintf(link, sizeof link, "%s/%s", dir, e->d_name);
-        ssize_t n = readlink(link, target, sizeof target - 1);
-        if (n > 0) {
-            target[n] = '\0';
-            found = strcmp(target, path) == 0;
-        }
-    }
-    closedir(d);
-    return found;
 }
 
 /* A quiet session hibernates (closes its store handle: no descriptor of
@@ -76,7 +56,7 @@ static void test_idle_session_hibernates_and_wakes(void **state)
     pid_t pid = harness_actor_pid(&h, "s-15550001009");
     assert_true(pid > 0);
     assert_true(harness_metric_await(&h, "souk_session_hibernations_total", 1, 10000) >= 1);
-    assert_false(s_has_open(pid, db));
+    assert_false(proc_has_fd_to(pid, db));
 
     assert_int_equal(harness_send(&h, "15550001009", "Hana", "second words", NULL, NULL, &r), 0);
     assert_int_equal(r.status, 200);

@@ -5,6 +5,7 @@
  * NAME as its own test with its own time-out); without NAME, all run in
  * sequence. */
 #include "slurp.h"
+#include "proc_fd.h"
 #include "sup_harness.h"
 
 #include "souk/error.h"
@@ -723,26 +724,6 @@ static void notify_abstract(void **state)
 
 /* ---- descriptors and exclusivity ----------------------------------------- */
 
-static bool s_has_fd_to(pid_t pid, const char *target)
-{
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(dir);
-    bool found = false;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        char path[340], link[256];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        ssize_t n = readlink(path, link, sizeof link - 1);
-        if (n > 0) {
-            link[n] = '\0';
-            found = found || !strcmp(link, target);
-        }
-    }
-    if (d)
-        closedir(d);
-    return found;
-}
-
 static void actors_inherit_no_descriptor(void **state)
 {
     sh_t *h = *state;
@@ -754,14 +735,14 @@ static void actors_inherit_no_descriptor(void **state)
     assert_int_equal(fstat(leak[0], &st), 0);
     snprintf(pipe_name, sizeof pipe_name, "pipe:[%lu]", (unsigned long)st.st_ino);
     snprintf(lock, sizeof lock, "%s/run/supervisor.lock", h->dir);
-    assert_true(s_has_fd_to(h->pid, pipe_name));
-    assert_true(s_has_fd_to(h->pid, lock));
+    assert_true(proc_has_fd_to(h->pid, pipe_name));
+    assert_true(proc_has_fd_to(h->pid, lock));
     const char *names[] = { "sender", "tool-0", "tool-1", "gateway" };
     for (size_t i = 0; i < 4; i++) {
         pid_t pid = sh_pid(h, names[i]);
         assert_true(pid > 0);
-        assert_false(s_has_fd_to(pid, pipe_name));
-        assert_false(s_has_fd_to(pid, lock));
+        assert_false(proc_has_fd_to(pid, pipe_name));
+        assert_false(proc_has_fd_to(pid, lock));
     }
     /* and every descriptor of the supervisor is close-on-exec */
     char dir[64];

@@ -34,7 +34,7 @@
  * SQLite cache, statements or file locks (every open handle holds locks
  * that each other process's lock calls walk past: thousands of idle
  * handles slowed every commit) and no ZeroMQ pipes; the next message
- * brings them back (session_wake). The heap is trimmed again this long
+ * brings them back (session_wake). The heap is trimmed this long
  * after, once libzmq's reaper thread has freed the closed links' pipes. */
 #define SESSION_TRIM_AFTER_MS 100
 /* stack kept below the frame that discards the rest, for what it calls */
@@ -102,10 +102,9 @@ static void s_release(session_t *self)
     store_close(&self->store);
     zsock_destroy(&self->tools);
     zsock_destroy(&self->sender);
-    /* What was freed goes back to the system, not to a heap nobody uses:
-     * SQLite's now, the pipes once libzmq's reaper thread has let them go. */
-    malloc_trim(0);
     s_discard_stack();
+    /* what was freed goes back to the system (s_on_timer), once libzmq's
+     * reaper thread has let the pipes go too */
     self->trim_due_ms = souk_now_ms() + SESSION_TRIM_AFTER_MS;
     souk_metric_add("souk_session_hibernations_total", "", 1);
     SLOG_DEBUG("session.hibernated", "idle_ms=%lld",
