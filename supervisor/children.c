@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -84,7 +85,8 @@ static pid_t s_fork_raw(void)
 /* In the child: default signals, an empty mask, death with the supervisor,
  * its own process group, no inherited descriptor but stdio, then exec.
  * Async-signal-safe calls only. */
-static void s_exec_child(const char *exe, char *const argv[], pid_t supervisor)
+static void s_exec_child(const char *exe, char *const argv[], char *const envp[],
+                         pid_t supervisor)
 {
     struct sigaction dfl = { .sa_handler = SIG_DFL };
     for (int sig = 1; sig < NSIG; sig++)
@@ -100,7 +102,7 @@ static void s_exec_child(const char *exe, char *const argv[], pid_t supervisor)
      * alone, which then stops the actors in order */
     setpgid(0, 0);
     close_range(3, ~0U, 0); /* belt and braces: every descriptor is CLOEXEC already */
-    execv(exe, argv);
+    execve(exe, argv, envp);
     _exit(127);
 }
 
@@ -116,9 +118,12 @@ int sup_child_start(sup_t *sup, sup_child_t *c)
     char *argv[] = { "souk", "actor", (char *)c->spec->role, c->name,
                      c->arg[0] ? c->arg : NULL, NULL };
     int64_t now = souk_now_ms();
+    /* built here, not in the child: between fork and exec nothing allocates */
+    char **envp = c->spec->tunables ? sup_env_tuned(environ, c->spec->tunables) : NULL;
     pid_t pid = s_fork_raw();
     if (pid == 0)
-        s_exec_child(sup->exe, argv, sup->pid);
+        s_exec_child(sup->exe, argv, envp ? envp : environ, sup->pid);
+    free(envp);
     if (pid < 0) {
         char masked[SOUK_CAP_NAME + 1];
         SLOG_ERROR("actor.fork_failed", "name=%s err=\"%s\"",

@@ -27,6 +27,11 @@
 #define SUP_SPECS_MAX 72               /* sender + up to 64 tools + group + gateway */
 #define SUP_GATEWAY "gateway"          /* the gateway's name: SESSION_EXIT and READINESS go there */
 #define SUP_SESSION_PREFIX "s-"        /* a session actor is named s-<waid> */
+/* Sessions are many and mostly idle. glibc's per-thread cache of freed
+ * chunks (tcache: up to 7 of each small size) keeps heap pages busy that a
+ * hibernating session would otherwise give back: ~100 KiB of its ~1 MiB
+ * (docs/BENCHMARKS.md). Its speed is worth nothing to an idle process. */
+#define SUP_SESSION_TUNABLES "glibc.malloc.tcache_count=0"
 
 /* ---- tree.c: what to run ------------------------------------------------- */
 
@@ -43,6 +48,7 @@ typedef struct {
     sup_restart_t restart;
     int64_t shutdown_ms;          /* STOP to SIGKILL; STOP carries this less the grace as drain */
     bool group;                   /* dynamic: members started on request (sessions) */
+    const char *tunables;         /* glibc tunables this role runs with (GLIBC_TUNABLES), or NULL */
 } sup_spec_t;
 
 typedef struct {
@@ -66,6 +72,11 @@ typedef struct {
 void sup_tree_init(sup_tree_t *tree, const souk_config_t *cfg);
 /* The group spec (sessions), or NULL. */
 const sup_spec_t *sup_tree_group(const sup_tree_t *tree);
+/* `env` (NULL-terminated) with `tunables` ("name=value:...") merged into
+ * GLIBC_TUNABLES; a tunable the operator already set there keeps the
+ * operator's value. One allocation, for execve: the caller frees it; NULL
+ * when out of memory. */
+char **sup_env_tuned(char *const *env, const char *tunables);
 const char *sup_restart_name(sup_restart_t restart);
 
 /* ---- policy.c: restart arithmetic ---------------------------------------- */

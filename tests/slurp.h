@@ -5,8 +5,9 @@
 
 #include <stddef.h>
 
-/* The bytes of path, NUL-terminated (the NUL not counted in *len; len may be
- * NULL), caller frees; NULL when it cannot be opened or read (*len untouched). */
+/* The bytes of path, read to its end (so /proc files, which give no size,
+ * work too), NUL-terminated (the NUL not counted in *len; len may be NULL),
+ * caller frees; NULL when it cannot be opened or read (*len untouched). */
 char *slurp(const char *path, size_t *len);
 
 #endif

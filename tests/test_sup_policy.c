@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -43,11 +44,61 @@ static void tree_order_and_types(void **state)
     assert_true(group->group);
     assert_int_equal(group->restart, SUP_TRANSIENT);
     assert_string_equal(group->role, "session");
+    assert_string_equal(group->tunables, SUP_SESSION_TUNABLES);
+    assert_null(t.specs[0].tunables);
+    assert_null(t.specs[5].tunables);
     assert_int_equal(t.specs[5].shutdown_ms, 6000); /* the gateway gets the whole drain */
     assert_int_equal(t.sessions_max, 7);
     assert_int_equal(t.hung_after_ms, 3000);
     assert_int_equal(t.intensity_max, 5);
     assert_int_equal(t.intensity_window_ms, 10000);
+}
+
+/* The value of GLIBC_TUNABLES in `env`, or NULL; fails if it is there twice. */
+static const char *s_tunables(char **env)
+{
+    const char *found = NULL;
+    for (; *env; env++)
+        if (!strncmp(*env, "GLIBC_TUNABLES=", 15)) {
+            assert_null(found);
+            found = *env + 15;
+        }
+    return found;
+}
+
+static void env_tunables_merged(void **state)
+{
+    (void)state;
+    char *plain[] = { "PATH=/usr/bin", "HOME=/root", NULL };
+    char **e = sup_env_tuned(plain, "glibc.malloc.tcache_count=0");
+    assert_non_null(e);
+    assert_string_equal(e[0], "PATH=/usr/bin");
+    assert_string_equal(e[1], "HOME=/root");
+    assert_string_equal(s_tunables(e), "glibc.malloc.tcache_count=0");
+    assert_null(e[3]);
+    free(e);
+
+    /* the operator's tunables stay, ours is added */
+    char *theirs[] = { "GLIBC_TUNABLES=glibc.malloc.arena_max=2", "A=1", NULL };
+    e = sup_env_tuned(theirs, "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0");
+    assert_string_equal(s_tunables(e),
+                        "glibc.malloc.arena_max=2:glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0");
+    assert_string_equal(e[0], "A=1");
+    free(e);
+
+    /* ... and where they set the same tunable, their value wins: a prefix
+     * of another name is not the same tunable */
+    char *same[] = { "GLIBC_TUNABLES=glibc.malloc.tcache_count=7:glibc.malloc.tcache",
+                     NULL };
+    e = sup_env_tuned(same, "glibc.malloc.tcache_count=0:glibc.malloc.tcache_max=0");
+    assert_string_equal(s_tunables(e),
+                        "glibc.malloc.tcache_count=7:glibc.malloc.tcache:glibc.malloc.tcache_max=0");
+    free(e);
+
+    char *empty[] = { "GLIBC_TUNABLES=", NULL };
+    e = sup_env_tuned(empty, "glibc.malloc.tcache_count=0");
+    assert_string_equal(s_tunables(e), "glibc.malloc.tcache_count=0");
+    free(e);
 }
 
 static void backoff_doubles_to_cap(void **state)
@@ -116,6 +167,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tree_order_and_types),
+        cmocka_unit_test(env_tunables_merged),
         cmocka_unit_test(backoff_doubles_to_cap),
         cmocka_unit_test(window_counts_recent),
         cmocka_unit_test(exit_verdicts),

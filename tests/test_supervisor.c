@@ -7,6 +7,7 @@
 #include "slurp.h"
 #include "proc_fd.h"
 #include "sup_harness.h"
+#include "../supervisor/supervisor.h"
 
 #include "souk/error.h"
 
@@ -267,11 +268,29 @@ static int64_t s_sessions_live(sh_t *h)
     return n;
 }
 
+/* Whether process `pid` was started with `var` (NAME=value) in its environment. */
+static bool s_environ_has(pid_t pid, const char *var)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+    size_t len = 0;
+    char *env = slurp(path, &len);
+    assert_non_null(env);
+    bool found = false;
+    for (size_t at = 0; at < len && !found; at += strlen(env + at) + 1)
+        found = strstr(env + at, var) == env + at;
+    free(env);
+    return found;
+}
+
 static void sessions_dedupe_and_cap(void **state)
 {
     sh_t *h = *state;
     assert_int_equal(sh_spawn_session(h, "15550000001"), SOUK_OK);
     assert_int_equal(sh_wait_event(h, "ready", "s-15550000001", WAIT_MS, NULL), 0);
+    /* sessions alone run without glibc's per-thread malloc cache */
+    assert_true(s_environ_has(sh_pid(h, "s-15550000001"), "GLIBC_TUNABLES=" SUP_SESSION_TUNABLES));
+    assert_false(s_environ_has(sh_pid(h, "gateway"), "GLIBC_TUNABLES=" SUP_SESSION_TUNABLES));
     assert_int_equal(sh_spawn_session(h, "15550000001"), SOUK_OK); /* already live */
     assert_int_equal(sh_sync(h), 0);
     assert_int_equal(s_sessions_live(h), 1);
