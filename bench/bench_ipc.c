@@ -4,6 +4,8 @@
  * Like two actors: separate processes (forked before either creates a
  * ZeroMQ context), a DEALER with an identity connected to a ROUTER, every
  * message encoded and decoded with the bus codec (souk_msg_send/recv).
+ * The figure depends on how fast an idle CPU wakes up: on a KVM guest that
+ * is the cpuidle haltpoll setting, which the last line reports.
  * Usage: bench_ipc [ROUND_TRIPS]   (default 100000) */
 #include "souk/error.h"
 #include "souk/proto.h"
@@ -22,6 +24,18 @@ static int64_t s_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The first line of a sysfs file, or "-" where there is none. */
+static void s_sysfs(const char *path, char *out, size_t cap)
+{
+    snprintf(out, cap, "-");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (fgets(out, (int)cap, f))
+        out[strcspn(out, "\n")] = '\0';
+    fclose(f);
 }
 
 static int s_cmp(const void *a, const void *b)
@@ -106,6 +120,11 @@ int main(int argc, char **argv)
     printf("ipc round trip, %zu-byte msgpack frame, %d round trips: p50 %.1f us, p99 %.1f us, "
            "p99.9 %.1f us\n", frame_len, n, rtt[n / 2] / 1e3, rtt[(int)(n * 0.99)] / 1e3,
            rtt[(int)(n * 0.999)] / 1e3);
+    char driver[64], poll_ns[64];
+    s_sysfs("/sys/devices/system/cpu/cpuidle/current_driver", driver, sizeof driver);
+    s_sysfs("/sys/module/haltpoll/parameters/guest_halt_poll_ns", poll_ns, sizeof poll_ns);
+    printf("cpuidle driver %s, guest_halt_poll_ns %s (0: an idle vCPU halts at once, and waking "
+           "it costs a hypervisor round trip)\n", driver, poll_ns);
 
     souk_msg_t stop = { .type = SOUK_MSG_STATUS_REQ };
     souk_msg_send(dealer, NULL, 0, &stop, 0);
