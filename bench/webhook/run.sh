@@ -29,6 +29,7 @@ PORT=$(free_port)
 SOUK_DATA="$WORK/d" SOUK_PORT=$PORT SOUK_LISTEN=lo SOUK_PUBLIC_URL=$PUBLIC TWILIO_AUTH_TOKEN=$TOKEN \
 SOUK_DEBOUNCE_MS=0 SOUK_LOG_LEVEL=warn SOUK_SESSIONS_MAX=50000 SOUK_SESSION_IDLE_S=3600 SOUK_AGENT=echo \
   build-release/souk serve >"$WORK/souk.log" 2>&1 &
+SOUK_PID=$! # by pid: job numbers are reused once a job is reaped
 wait_http "http://127.0.0.1:$PORT/readyz"
 # first messages: every request spawns a session actor
 # (sized so that no run uses up its file: every request is a new user)
@@ -44,7 +45,7 @@ report "souk (1,000 users, c=64)" "$WORK/souk.txt"
 wrk -t1 -c4 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$PORT" -- "$WORK/half.tsv" >"$WORK/souk-half.txt"
 report "souk (1,000 users, c=4)" "$WORK/souk-half.txt"
 build-release/souk status --json >/dev/null 2>&1 || true
-kill %1; wait %1 2>/dev/null || true
+kill "$SOUK_PID"; wait "$SOUK_PID" 2>/dev/null || true
 
 # --- nginx: fixed TwiML
 NPORT=$(free_port)
@@ -60,10 +61,11 @@ http { access_log off;
       return 200 '<?xml version="1.0" encoding="UTF-8"?><Response><Message>hi</Message></Response>'; } } }
 CONF
 nginx -c "$WORK/nginx/nginx.conf" &
+NGINX_PID=$!
 wait_http "http://127.0.0.1:$NPORT/"
 wrk -t1 -c64 -d"${SECS}s" --latency -s bench/webhook/wrk.lua "http://127.0.0.1:$NPORT" -- "$WORK/steady.tsv" >"$WORK/nginx.txt"
 report "nginx fixed TwiML (c=64)" "$WORK/nginx.txt"
-kill %2 2>/dev/null; wait %2 2>/dev/null || true
+kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true
 
 # --- FastAPI + uvicorn: signature check + echo, no persistence
 FPORT=$(free_port)
