@@ -118,7 +118,8 @@ int sup_child_start(sup_t *sup, sup_child_t *c)
     char *argv[] = { "souk", "actor", (char *)c->spec->role, c->name,
                      c->arg[0] ? c->arg : NULL, NULL };
     int64_t now = souk_now_ms();
-    /* built here, not in the child: between fork and exec nothing allocates */
+    /* built here, not in the child: between fork and exec nothing allocates
+     * (out of memory, the actor runs with glibc's defaults) */
     char **envp = c->spec->tunables ? sup_env_tuned(environ, c->spec->tunables) : NULL;
     pid_t pid = s_fork_raw();
     if (pid == 0)

@@ -278,7 +278,7 @@ static bool s_environ_has(pid_t pid, const char *var)
     assert_non_null(env);
     bool found = false;
     for (size_t at = 0; at < len && !found; at += strlen(env + at) + 1)
-        found = strstr(env + at, var) == env + at;
+        found = !strncmp(env + at, var, strlen(var));
     free(env);
     return found;
 }
