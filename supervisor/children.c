@@ -118,13 +118,10 @@ int sup_child_start(sup_t *sup, sup_child_t *c)
     char *argv[] = { "souk", "actor", (char *)c->spec->role, c->name,
                      c->arg[0] ? c->arg : NULL, NULL };
     int64_t now = souk_now_ms();
-    /* built here, not in the child: between fork and exec nothing allocates
-     * (out of memory, the actor runs with glibc's defaults) */
-    char **envp = c->spec->tunables ? sup_env_tuned(environ, c->spec->tunables) : NULL;
+    char **envp = sup->envs[c->spec - sup->tree.specs];
     pid_t pid = s_fork_raw();
     if (pid == 0)
         s_exec_child(sup->exe, argv, envp ? envp : environ, sup->pid);
-    free(envp);
     if (pid < 0) {
         char masked[SOUK_CAP_NAME + 1];
         SLOG_ERROR("actor.fork_failed", "name=%s err=\"%s\"",

@@ -401,14 +401,23 @@ static int s_setup(sup_t *sup)
     if (rc != SOUK_OK)
         return rc;
     sup_notify_init(&sup->notify);
+    /* once, after the notify variables are gone: the environment is the
+     * same for every start of a role */
+    for (size_t i = 0; i < sup->tree.nspecs; i++) {
+        const char *tunables = sup->tree.specs[i].tunables;
+        if (tunables && !(sup->envs[i] = sup_env_tuned(environ, tunables)))
+            return SOUK_ENOMEM;
+    }
     s_cloexec_audit();
     return SOUK_OK;
 }
 
 static void s_teardown(sup_t *sup)
 {
-    for (size_t i = 0; i < sup->tree.nspecs; i++)
+    for (size_t i = 0; i < sup->tree.nspecs; i++) {
         sup_child_destroy(&sup->kids[i]);
+        free(sup->envs[i]);
+    }
     sup_sessions_destroy(sup);
     sup_metrics_destroy(sup);
     zhashx_destroy(&sup->by_pid);

@@ -193,6 +193,7 @@ typedef struct {
     pid_t pid;
     sup_tree_t tree;
     sup_child_t *kids[SUP_SPECS_MAX]; /* one per spec, NULL for the group */
+    char **envs[SUP_SPECS_MAX];       /* per spec: its environment when it has tunables, else NULL (environ) */
     zhashx_t *sessions;               /* name -> sup_child_t (owned) */
     zhashx_t *by_pid;                 /* "pid" -> sup_child_t */
     zhashx_t *budgets;                /* waid -> sup_budget_t (owned) */
